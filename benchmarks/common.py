@@ -1,0 +1,59 @@
+"""Shared by the benchmarks: timing with warm-up and medians, and writing results."""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+
+
+def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of fn() over `repeat` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table of dict rows."""
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def record(name: str, rows: list[dict], notes: str = "") -> None:
+    """Print the table, write benchmarks/results/<name>.json and its section of RESULTS.md."""
+    text = table(rows)
+    print(text)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), "rows": rows, "notes": notes}, indent=2))
+    results = HERE / "RESULTS.md"
+    sections = {}
+    if results.exists():
+        for part in results.read_text().split("\n## ")[1:]:
+            title, _, body = part.partition("\n")
+            sections[title.strip()] = body.strip()
+    m = machine()
+    sections[name] = f"{notes}\n\nMeasured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads.\n\n{text}"
+    body = "\n\n".join(f"## {k}\n\n{v}" for k, v in sorted(sections.items()))
+    results.write_text("# Benchmark results\n\nWritten by the scripts in this folder; each section is replaced "
+                       "when its script runs again.\n\n" + body + "\n")

@@ -1,0 +1,1 @@
+"""A laptop-sized DALL·E: discrete VAE, transformer and contrastive reranker."""

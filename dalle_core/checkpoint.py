@@ -1,0 +1,168 @@
+"""Saving and loading: weights as safetensors with their config as JSON, written atomically.
+
+A model `name` in a directory is `name.safetensors` + `name.json` (its config dataclass).
+Training checkpoints are whole directories `step-NNNNNNN/` renamed into place when
+complete, with a `latest` file pointing at the newest, so none is ever seen half-written.
+Nothing here unpickles anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+T = TypeVar("T")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, damaged, or does not fit the model."""
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"missing file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors as safetensors atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp))
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is damaged or not a safetensors file ({e})") from e
+
+
+def config_from_json(cls: type[T], path: str | Path) -> T:
+    """A config dataclass read from JSON (lists become tuples where the field's default is one)."""
+    raw = read_json(path)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(names)
+    if unknown:
+        raise CheckpointError(f"{path} has fields {sorted(unknown)} that {cls.__name__} does not know")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def save_model(directory: str | Path, name: str, model: torch.nn.Module) -> None:
+    """Write `name.safetensors` and `name.json` (the model's `config` dataclass)."""
+    directory = Path(directory)
+    write_tensors(directory / f"{name}.safetensors", model.state_dict())
+    write_json(directory / f"{name}.json", dataclasses.asdict(model.config))
+
+
+def load_model(directory: str | Path, name: str, cls: type[T], config_cls: type, device: str = "cpu") -> T:
+    """Build `cls(config)` from `name.json` and load `name.safetensors` into it, in eval mode."""
+    directory = Path(directory)
+    config = config_from_json(config_cls, directory / f"{name}.json")
+    model = cls(config)
+    load_weights(model, directory / f"{name}.safetensors", directory / f"{name}.json")
+    return model.to(device).eval()
+
+
+def load_weights(model: torch.nn.Module, weights: Path, config_path: Path | None = None) -> None:
+    """Load a safetensors file into a model; a mismatch names both files."""
+    state = read_tensors(weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        where = f" built from {config_path}" if config_path else ""
+        detail = str(e).splitlines()
+        raise CheckpointError(f"weights {weights} do not fit the {type(model).__name__}{where}: "
+                              + " ".join(line.strip() for line in detail[1:4])) from e
+
+
+# ----------------------------------------------------------------------------- training state
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
+    scalars = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if not torch.is_tensor(v)}
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training(run: str | Path, step: int, models: dict[str, torch.nn.Module],
+                  optimizer: torch.optim.Optimizer, extra: dict, keep: int = 2) -> Path:
+    """Write a resumable checkpoint `run/step-NNNNNNN/` and point `run/latest` at it."""
+    run = Path(run)
+    final = run / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(dir=run, prefix=".tmp-step-")) if run.exists() else None
+    if tmp is None:
+        run.mkdir(parents=True)
+        tmp = Path(tempfile.mkdtemp(dir=run, prefix=".tmp-step-"))
+    for name, model in models.items():
+        save_model(tmp, name, model)
+    tensors, meta = _flatten_optimizer(optimizer)
+    write_tensors(tmp / "optimizer.safetensors", tensors)
+    write_json(tmp / "state.json", {"step": step, "optimizer": meta, **extra})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic(run / "latest", lambda t: Path(t).write_text(final.name))
+    for old in sorted(run.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def remove_partial(run: str | Path) -> None:
+    """Delete checkpoint directories a killed run left half-written (they were never pointed at)."""
+    for tmp in Path(run).glob(".tmp-step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    """The newest complete checkpoint directory of a run, or None."""
+    pointer = Path(run) / "latest"
+    return Path(run) / pointer.read_text().strip() if pointer.exists() else None
+
+
+def load_training(ckpt: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
+    """Load models and optimizer from a checkpoint directory; returns its state.json."""
+    state = read_json(ckpt / "state.json")
+    for name, model in models.items():
+        load_weights(model, ckpt / f"{name}.safetensors", ckpt / f"{name}.json")
+    optimizer.load_state_dict(_unflatten_optimizer(read_tensors(ckpt / "optimizer.safetensors"), state["optimizer"]))
+    return state

@@ -1,0 +1,104 @@
+"""`dalle`: the command line (world grids, training, evaluation, generation)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_world(a: argparse.Namespace) -> None:
+    from .imaging import grid
+    from .world import sample
+
+    if a.n < 1:
+        raise SystemExit("--n must be at least 1")
+    samples = [sample(a.seed + i, a.size) for i in range(a.n)]
+    grid([s.image for s in samples], [s.caption for s in samples], cols=a.cols, scale=a.scale).save(a.out)
+    print(f"wrote {a.n} scenes to {a.out}")
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    from .facade import Dalle
+    from .geneval import CATEGORIES, evaluate, write_report
+
+    if a.per_category < 1 or a.candidates < 1:
+        raise SystemExit("--per-category and --candidates must be at least 1")
+    cats = a.categories.split(",") if a.categories else None
+    unknown = set(cats or []) - set(CATEGORIES) - {"completion"}
+    if unknown:
+        raise SystemExit(f"unknown categories {sorted(unknown)}; known: {', '.join([*CATEGORIES, 'completion'])}")
+    report = evaluate(Dalle(a.checkpoint, a.device), a.per_category, a.candidates, a.seed, cats,
+                      samples_dir=a.out / "samples")
+    write_report(report, a.out)
+    print((a.out / "eval.md").read_text())
+
+
+def cmd_generate(a: argparse.Namespace) -> None:
+    from .facade import Dalle
+    from .imaging import grid
+
+    model = Dalle(a.checkpoint, a.device)
+    try:
+        results = model.generate(a.prompt, n=a.n, candidates=max(a.candidates, a.n), temperature=a.temperature,
+                                 top_k=a.top_k, top_p=a.top_p, guidance=a.guidance, seed=a.seed)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    for word in model.unknown_words(a.prompt):
+        print(f"note: the model never saw the word {word!r} in training")
+    grid([r.image for r in results], [f"{r.score:.3f}" for r in results], cols=min(a.n, 8), scale=4).save(a.out)
+    print(f"wrote {len(results)} images (best first) to {a.out}")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped assets/checkpoint)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `dalle` command."""
+    p = argparse.ArgumentParser(prog="dalle", description="A laptop-sized DALL·E on the shapes world.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("world", help="write a grid of random world scenes with their captions")
+    w.add_argument("--n", type=int, default=16, help="number of scenes (default 16)")
+    w.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
+    w.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    w.add_argument("--cols", type=int, default=4, help="grid columns (default 4)")
+    w.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement (default 3)")
+    w.add_argument("--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)")
+    w.set_defaults(func=cmd_world)
+
+    g = sub.add_parser("generate", help="generate images for a prompt, best first, into a PNG grid")
+    g.add_argument("prompt")
+    g.add_argument("--n", type=int, default=4, help="images to keep (default 4)")
+    g.add_argument("--candidates", type=int, default=16, help="images sampled and reranked (default 16)")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", dest="top_k", type=int, default=64, help="0 turns it off (default 64)")
+    g.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale >= 1 (default 3)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", type=Path, default=Path("generated.png"))
+    _model_options(g)
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)")
+    e.add_argument("--per-category", dest="per_category", type=int, default=40, help="prompts per category (default 40)")
+    e.add_argument("--candidates", type=int, default=16, help="N of the reranked best-of-N (default 16)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--categories", help="comma-separated subset (default: all)")
+    e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
+    _model_options(e)
+    e.set_defaults(func=cmd_eval)
+
+    from . import recipe  # the training and evaluation commands live with the recipe
+    recipe.add_commands(sub)
+
+    a = p.parse_args(argv)
+    try:
+        a.func(a)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

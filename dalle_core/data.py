@@ -1,0 +1,171 @@
+"""Training data: the shapes world, or a folder of image + caption pairs, streamed in batches.
+
+Batch k of a run is a pure function of (seed, rank, k), so a resumed run sees exactly the
+batches an uninterrupted one would, whatever the number of loader workers.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from . import world
+
+VAL_BASE = 1_000_000_000  # world scenes with seeds from here on are held out for validation
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class Source(Protocol):
+    """Where (image, caption) pairs come from."""
+    size: int
+
+    def draw(self, rng: random.Random) -> tuple[np.ndarray, str]: ...
+
+    def validation(self, n: int) -> list[tuple[np.ndarray, str]]: ...
+
+    def captions(self, n: int) -> list[str]: ...
+
+
+@dataclass
+class ShapesWorld:
+    """The procedural shapes world at `size` pixels."""
+    size: int = 64
+
+    def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
+        s = world.sample(rng.randrange(VAL_BASE), self.size)
+        return s.image, s.caption
+
+    def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
+        """The fixed held-out scenes 0..n-1 (seeds never drawn for training)."""
+        return [(s.image, s.caption) for s in (world.sample(VAL_BASE + i, self.size) for i in range(n))]
+
+    def captions(self, n: int) -> list[str]:
+        rng = random.Random(0)
+        return [world.sample_scene(rng)[1] for _ in range(n)]
+
+
+class DatasetError(ValueError):
+    """A folder that cannot be used as a dataset."""
+
+
+def to_square(img: Image.Image, size: int) -> np.ndarray:
+    """Any PIL image as RGB uint8 (size, size, 3): resized so its short side fits, centre-cropped."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(base, rgba)
+    img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+class ImageFolder:
+    """A folder of images, each with a same-stem `.txt` file of captions (one per line).
+
+    Files whose image cannot be read or that have no caption are skipped and listed in
+    `skipped`; 1 in `holdout` pairs (chosen by file name) is kept for validation.
+    """
+
+    def __init__(self, root: str | Path, size: int = 64, holdout: int = 20):
+        self.root, self.size = Path(root), size
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root} is not a folder")
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        self.skipped: dict[str, list[str]] = {"no caption file": [], "empty caption file": [], "unreadable image": []}
+        pairs = []
+        for path in files:
+            txt = path.with_suffix(".txt")
+            if not txt.exists():
+                self.skipped["no caption file"].append(path.name)
+                continue
+            lines = [line.strip() for line in txt.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            if not lines:
+                self.skipped["empty caption file"].append(path.name)
+                continue
+            try:
+                with Image.open(path) as im:
+                    im.verify()
+            except Exception:
+                self.skipped["unreadable image"].append(path.name)
+                continue
+            pairs.append((path, lines))
+        if not pairs:
+            raise DatasetError(f"no usable image + caption pairs in {self.root}: {self.summary()}")
+        held = [p for p in pairs if int(hashlib.md5(p[0].name.encode()).hexdigest(), 16) % holdout == 0]
+        self.val = held if len(held) < len(pairs) else []
+        self.train = [p for p in pairs if p not in self.val] if self.val else pairs
+
+    def summary(self) -> str:
+        """What was used and what was skipped, in one line."""
+        n = len(getattr(self, "train", [])) + len(getattr(self, "val", []))
+        skipped = "; ".join(f"{len(v)} with {k} (e.g. {v[0]})" for k, v in self.skipped.items() if v)
+        return f"{n} pairs used" + (f"; skipped {skipped}" if skipped else "")
+
+    def _load(self, path: Path) -> np.ndarray:
+        try:
+            with Image.open(path) as im:
+                return to_square(im, self.size)
+        except Exception as e:
+            raise DatasetError(f"cannot read image {path}: {e}") from e
+
+    def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
+        path, lines = rng.choice(self.train)
+        return self._load(path), rng.choice(lines)
+
+    def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
+        return [(self._load(p), lines[0]) for p, lines in self.val[:n]]
+
+    def captions(self, n: int) -> list[str]:
+        return [line for _, lines in self.train for line in lines][:n]
+
+
+def open_source(data: str, size: int = 64) -> Source:
+    """`"shapes"` for the shapes world, else the path of an image folder."""
+    return ShapesWorld(size) if data == "shapes" else ImageFolder(data, size)
+
+
+def make_batch(source: Source, batch_size: int, seed: int, rank: int, k: int) -> tuple[torch.Tensor, list[str]]:
+    """Batch number k: images uint8 (B, 3, S, S) and B captions."""
+    rng = random.Random(f"{seed}/{rank}/{k}")
+    pairs = [source.draw(rng) for _ in range(batch_size)]
+    images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    return images, [p[1] for p in pairs]
+
+
+class Batches(IterableDataset):
+    """Batches start, start+1, ... forever; loader workers take turns, so order is kept."""
+
+    def __init__(self, source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0):
+        self.source, self.batch_size, self.seed, self.rank, self.start = source, batch_size, seed, rank, start
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        k = self.start + worker
+        while True:
+            yield make_batch(self.source, self.batch_size, self.seed, self.rank, k)
+            k += workers
+
+
+def batch_loader(source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0,
+                 workers: int = 1) -> DataLoader:
+    """An endless loader of `Batches` (workers=0 draws in the main process)."""
+    return DataLoader(Batches(source, batch_size, seed, rank, start), batch_size=None, num_workers=workers,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+
+
+def validation_batch(source: Source, n: int) -> tuple[torch.Tensor, list[str]]:
+    """The first n held-out pairs as one batch: images uint8 (n, 3, S, S) and captions."""
+    pairs = source.validation(n)
+    if not pairs:
+        raise DatasetError("the dataset has no held-out pairs for validation")
+    return torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous(), [p[1] for p in pairs]

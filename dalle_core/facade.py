@@ -1,0 +1,273 @@
+"""`Dalle`: the one object every front end uses (the app, the HTTP API, the CLI, the tests).
+
+It loads the tokenizer, VAE, transformer and scorer from a checkpoint directory and turns
+prompts into ranked images: sample candidates, decode them, score them against the prompt,
+return the best first. Streaming variants yield partial images while the rows are sampled.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import CheckpointError, load_model
+from .clip import Clip
+from .data import to_square
+from .imaging import to_float, to_uint8
+from .sampling import SamplingParams, stream
+from .text import TextTokenizer
+from .train_clip import load_clip
+from .training import autocast, bf16_supported, resolve_device
+from .transformer import DalleTransformer, TransformerConfig
+from .vae import DiscreteVAE, VAEConfig
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoint"
+MAX_CANDIDATES = 64
+MAX_SEED = 2**63 - 1
+PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
+
+
+@dataclass
+class Result:
+    """One image, best first in a list, with its score against the prompt."""
+    image: np.ndarray  # uint8 (S, S, 3)
+    score: float
+
+
+@dataclass
+class Progress:
+    """A streamed update: partial previews of every candidate, then (last) the ranked results."""
+    previews: list[np.ndarray]
+    rows_done: int
+    rows_total: int
+    results: list[Result] | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # unknown words, truncation
+
+    @property
+    def fraction(self) -> float:
+        return self.rows_done / max(self.rows_total, 1)
+
+
+@dataclass
+class Settings:
+    """Sampling settings, checked on creation (ValueError with a clear message)."""
+    n: int = 4
+    candidates: int = 16
+    temperature: float = 1.0
+    top_k: int | None = 64
+    top_p: float = 1.0
+    guidance: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("n", "candidates", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
+        if not 1 <= self.n <= self.candidates:
+            raise ValueError(f"n must be between 1 and the number of candidates ({self.candidates}), got {self.n}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.top_k == 0:
+            self.top_k = None
+        # the sampler checks temperature, top_k, top_p and guidance the same way everywhere
+        self.params = SamplingParams(temperature=_number(self.temperature, "temperature"), top_k=self.top_k,
+                                     top_p=_number(self.top_p, "top_p"), guidance=_number(self.guidance, "guidance"),
+                                     seed=int(self.seed))
+
+
+def _number(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v!r}")
+    return float(v)
+
+
+class Dalle:
+    """Tokenizer + VAE + transformer + scorer, loaded from one checkpoint directory."""
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool | None = None):
+        path = Path(checkpoint or DEFAULT_CHECKPOINT)
+        if not path.is_dir():
+            raise CheckpointError(f"no checkpoint directory at {path}: use the one shipped in assets/checkpoint, "
+                                  "or train one with `dalle train all --out DIR`")
+        self.device = resolve_device(device)
+        self.bf16 = bf16_supported(self.device) if bf16 is None else bf16
+        self.checkpoint = path
+        self.tokenizer = TextTokenizer.load(path)
+        self.vae = load_model(path, "vae", DiscreteVAE, VAEConfig, self.device)
+        self.transformer = load_model(path, "transformer", DalleTransformer, TransformerConfig, self.device)
+        self.clip: Clip = load_clip(path, self.tokenizer, self.device)
+        cfg = self.transformer.config
+        if (cfg.text_vocab, cfg.text_len) != (self.tokenizer.vocab_size, self.tokenizer.length):
+            raise CheckpointError(f"{path}/transformer.json expects {cfg.text_vocab} text tokens of length "
+                                  f"{cfg.text_len}, but {path}/tokenizer.json has {self.tokenizer.vocab_size} "
+                                  f"of length {self.tokenizer.length}")
+        if (cfg.image_vocab, cfg.grid) != (self.vae.config.codebook, self.vae.config.grid):
+            raise CheckpointError(f"{path}/transformer.json expects {cfg.image_vocab} codes on a {cfg.grid}x{cfg.grid} "
+                                  f"grid, but {path}/vae.json makes {self.vae.config.codebook} on "
+                                  f"{self.vae.config.grid}x{self.vae.config.grid}")
+
+    @property
+    def image_size(self) -> int:
+        return self.vae.config.image_size
+
+    @property
+    def grid(self) -> int:
+        return self.vae.config.grid
+
+    # ------------------------------------------------------------------ prompts
+
+    def check_prompt(self, prompt: str) -> tuple[torch.Tensor, list[str]]:
+        """Token ids of a prompt, and notes for the user (unknown words, truncation)."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise ValueError("the prompt is empty: describe the image, e.g. 'a red circle above a blue square'")
+        ids, truncated = self.tokenizer.encode(prompt)
+        notes = []
+        unknown = self.tokenizer.unknown_words(prompt)
+        if unknown:
+            notes.append("words the model never saw in training: " + ", ".join(unknown[:20]))
+        if truncated:
+            notes.append(f"the prompt was cut to its first {self.tokenizer.length - 2} tokens")
+        return ids, notes
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of the prompt that never occurred in the training captions."""
+        return self.tokenizer.unknown_words(prompt)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, prompt: str, **settings) -> list[Result]:
+        """The best `n` of `candidates` sampled images, best first (settings as in `Settings`)."""
+        return _last(self.generate_stream(prompt, **settings)).results
+
+    def generate_stream(self, prompt: str, **settings) -> Iterator[Progress]:
+        """Like `generate`, yielding previews of all candidates after each sampled row; the last yield has results."""
+        s = Settings(**settings)
+        ids, notes = self.check_prompt(prompt)
+        tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params)
+        return self._run(tokens, ids, s, notes, rows=self.grid)
+
+    def complete(self, image, prompt: str, region: tuple[int, int] | None = None,
+                 mask: np.ndarray | None = None, **settings) -> list[Result]:
+        """Redraw the bottom-right token rectangle of `image` (given as (row, col) or a painted mask) to fit the prompt."""
+        return _last(self.complete_stream(image, prompt, region=region, mask=mask, **settings)).results
+
+    def complete_stream(self, image, prompt: str, region: tuple[int, int] | None = None,
+                        mask: np.ndarray | None = None, **settings) -> Iterator[Progress]:
+        """Streaming `complete`: pixels outside the rectangle are the input's own."""
+        s = Settings(**settings)
+        ids, notes = self.check_prompt(prompt)
+        pixels = self.prepare_image(image)
+        if (region is None) == (mask is None):
+            raise ValueError("give the region to redraw either as (row, col) or as a mask, not both")
+        if mask is not None:
+            region = self.snap_mask(mask)
+        r, c = self.check_region(region)
+        with torch.inference_mode(), autocast(self.device, self.bf16):
+            given = self.vae.encode(to_float(pixels[None]).to(self.device))  # (1, grid*grid)
+        tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params, image=given[0], region=(r, c))
+        return self._run(tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c))
+
+    def prepare_image(self, image) -> np.ndarray:
+        """Any PIL image or array (any size and mode) as RGB uint8 at the model's resolution."""
+        if isinstance(image, np.ndarray):
+            arr = image
+            if arr.ndim == 2:
+                arr = np.stack([arr] * 3, axis=-1)
+            if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or arr.size == 0:
+                raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+            if arr.dtype != np.uint8:
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+            image = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+        if not isinstance(image, Image.Image):
+            raise ValueError(f"expected an image, got {type(image).__name__}")
+        return to_square(image, self.image_size)
+
+    def snap_mask(self, mask: np.ndarray) -> tuple[int, int]:
+        """The (row, col) of the smallest bottom-right token rectangle that covers a painted mask (any size)."""
+        m = np.asarray(mask)
+        if m.ndim == 3:
+            m = m[..., -1] if m.shape[-1] in (2, 4) else m.max(-1)
+        if m.ndim != 2 or m.size == 0:
+            raise ValueError(f"a mask must be a 2-D array, got shape {np.asarray(mask).shape}")
+        painted = m > 0
+        if not painted.any():
+            raise ValueError("the mask marks nothing to edit: paint over the area to redraw")
+        h, w = painted.shape
+        ys, xs = np.nonzero(painted)
+        row = int(ys.min() * self.grid // h)
+        col = int(xs.min() * self.grid // w)
+        return row, col
+
+    def check_region(self, region) -> tuple[int, int]:
+        if (not isinstance(region, (tuple, list)) or len(region) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in region)):
+            raise ValueError(f"region must be (row, col) of token cells, got {region!r}")
+        r, c = int(region[0]), int(region[1])
+        if not (0 <= r < self.grid and 0 <= c < self.grid):
+            raise ValueError(f"region row and col must be between 0 and {self.grid - 1}, got ({r}, {c})")
+        return r, c
+
+    def rectangle_pixels(self, region: tuple[int, int]) -> tuple[int, int]:
+        """The top-left pixel (y, x) of a token rectangle."""
+        f = self.vae.config.f
+        return region[0] * f, region[1] * f
+
+    # ------------------------------------------------------------------ scoring
+
+    def score(self, images: list[np.ndarray], prompt: str) -> list[float]:
+        """The scorer's similarity of each uint8 image to the prompt (higher is better)."""
+        ids, _ = self.check_prompt(prompt)
+        with torch.inference_mode(), autocast(self.device, self.bf16):
+            return self.clip.score(to_float(np.stack(images)).to(self.device), ids.to(self.device)).float().tolist()
+
+    def _run(self, tokens: Iterator[torch.Tensor], ids: torch.Tensor, s: Settings, notes: list[str], rows: int,
+             keep: tuple[np.ndarray, int, int] | None = None) -> Iterator[Progress]:
+        t0 = time.perf_counter()
+        f = self.vae.config.f
+        done = 0
+        for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet
+            done += 1
+            finished = done == rows
+            images = self._decode(grids, keep)
+            if not finished:
+                unsampled = (grids < 0).all(-1)  # (candidates, grid): rows still empty
+                for i, empty in enumerate(unsampled):
+                    for row in torch.nonzero(empty).flatten().tolist():
+                        images[i, row * f:(row + 1) * f] = PARTIAL_GRAY
+                yield Progress(list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes)
+                continue
+            with torch.inference_mode(), autocast(self.device, self.bf16):
+                scores = self.clip.score(to_float(images).to(self.device), ids.to(self.device)).float().cpu()
+            order = torch.argsort(scores, descending=True)[: s.n].tolist()
+            results = [Result(images[i], float(scores[i])) for i in order]
+            yield Progress(list(images), done, rows, results, time.perf_counter() - t0, notes)
+
+    def _decode(self, grids: torch.Tensor, keep: tuple[np.ndarray, int, int] | None) -> np.ndarray:
+        with torch.inference_mode(), autocast(self.device, self.bf16):
+            images = to_uint8(self.vae.decode(grids.clamp(min=0).flatten(1)))  # (B, S, S, 3)
+        if keep is not None:
+            pixels, r, c = keep
+            y, x = self.rectangle_pixels((r, c))
+            out = np.repeat(pixels[None], len(images), axis=0)
+            out[:, y:, x:] = images[:, y:, x:]
+            images = out
+        return images
+
+
+def _last(progress: Iterator[Progress]) -> Progress:
+    last = None
+    for last in progress:
+        pass
+    return last

@@ -1,0 +1,154 @@
+"""`dalle eval`: a GenEval-style report on the shapes world (categories of shared/spec/shapes-world.md).
+
+Every category is a set of prompts drawn with a fixed seed; each prompt is sampled as
+best-of-1 (one candidate, no reranking) and best-of-N (N candidates reranked by the scorer),
+and the top image is judged by the world's evaluator.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from .evaluate import judge_image
+from .facade import Dalle
+from .world import BACKGROUNDS, COLORS, PLURALS, RELATIONS, SHAPES, WHERE, parse_caption, render, scene_for
+
+GENEVAL_SIX = ("single_object", "colors", "counting", "two_object", "position", "color_attr")
+NUMBERS = {2: "two", 3: "three", 4: "four"}
+
+
+def _two_shapes(rng: random.Random) -> tuple[str, str]:
+    a, b = rng.sample(SHAPES, 2)
+    return a, b
+
+
+def _binding(k: int) -> Callable[[random.Random], str]:
+    def make(rng: random.Random) -> str:
+        colors, shapes = rng.sample(list(COLORS), k), [rng.choice(SHAPES) for _ in range(k)]
+        objs = [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {s}" for c, s in zip(colors, shapes)]
+        return objs[0] if k == 1 else ", ".join(objs[:-1]) + " and " + objs[-1]
+    return make
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+CATEGORIES: dict[str, Callable[[random.Random], str]] = {
+    "single_object": lambda r: _a(r.choice(SHAPES)),
+    "colors": lambda r: _a(f"{r.choice(list(COLORS))} {r.choice(SHAPES)}"),
+    "counting": lambda r: f"{NUMBERS[r.randint(2, 4)]} {PLURALS[r.choice(SHAPES)]}",
+    "two_object": lambda r: "{} and {}".format(*map(_a, _two_shapes(r))),
+    "position": lambda r: "{} {} {}".format(_a((s := _two_shapes(r))[0]), r.choice(list(RELATIONS)), _a(s[1])),
+    "color_attr": lambda r: "{} and {}".format(*(_a(f"{c} {s}") for c, s in zip(r.sample(list(COLORS), 2),
+                                                                                   _two_shapes(r)))),
+    **{f"binding_{k}": _binding(k) for k in range(1, 5)},
+    "size": lambda r: _a(f"{r.choice(['small', 'large'])} {r.choice(list(COLORS))} {r.choice(SHAPES)}"),
+    "absolute_position": lambda r: f"{_a(r.choice(SHAPES))} {r.choice(list(WHERE))}",
+    "background": lambda r: f"{_a(f'{r.choice(list(COLORS))} {r.choice(SHAPES)}')} on a {r.choice(list(BACKGROUNDS))} background",
+}
+COMPLETION_REGION = (4, 4)  # the bottom-right quarter of an 8x8 grid
+
+
+def prompts(category: str, n: int, seed: int = 0) -> list[str]:
+    """n prompts of a category, the same for the same seed."""
+    rng = random.Random(f"{category}/{seed}")
+    out = [CATEGORIES[category](rng) for _ in range(n)]
+    for p in out:
+        parse_caption(p)  # every prompt is in the grammar
+    return out
+
+
+def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: int = 0,
+             categories: list[str] | None = None, samples_dir: Path | None = None) -> dict:
+    """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean."""
+    categories = categories or [*CATEGORIES, "completion"]
+    report: dict = {"per_category": per_category, "candidates": candidates, "seed": seed, "results": {}}
+    t0 = time.time()
+    for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
+        row = {}
+        for label, cands in (("best_of_1", 1), (f"best_of_{candidates}", candidates)):
+            passed, examples = [], []
+            for i in range(per_category):
+                ok, image, caption = _trial(model, cat, i, cands, seed)
+                passed.append(ok)
+                examples.append((image, f"{'PASS' if ok else 'FAIL'}: {caption}"))
+            row[label] = float(np.mean(passed))
+            if samples_dir is not None:
+                from .imaging import grid
+                samples_dir.mkdir(parents=True, exist_ok=True)
+                grid([e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2).save(
+                    samples_dir / f"{cat}-{label}.png")
+        report["results"][cat] = row
+    for label in ("best_of_1", f"best_of_{candidates}"):
+        six = [report["results"][c][label] for c in GENEVAL_SIX if c in report["results"]]
+        report.setdefault("overall", {})[label] = float(np.mean(six)) if len(six) == 6 else None
+    report["seconds"] = round(time.time() - t0, 1)
+    return report
+
+
+def _trial(model: Dalle, category: str, i: int, candidates: int, seed: int) -> tuple[bool, np.ndarray, str]:
+    settings = dict(n=1, candidates=candidates, seed=seed * 100_003 + i)
+    if category != "completion":
+        caption = prompts(category, i + 1, seed)[i]
+        image = model.generate(caption, **settings)[0].image
+        return judge_image(image, caption)[0], image, caption
+    caption = prompts("color_attr", i + 1, seed + 1)[i]
+    original = render(scene_for(caption, seed=i))
+    image = model.complete(original, caption, region=COMPLETION_REGION, **settings)[0].image
+    y, x = model.rectangle_pixels(COMPLETION_REGION)
+    outside = np.ones(original.shape[:2], bool)
+    outside[y:, x:] = False
+    kept = np.array_equal(image[outside], original[outside])
+    return judge_image(image, caption)[0] and kept, image, caption
+
+
+def write_report(report: dict, out: Path) -> None:
+    """eval.json, eval.md (a table) and eval.png (accuracy against the number of objects)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    labels = [k for k in next(iter(report["results"].values()))]
+    lines = ["| category | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for cat, row in report["results"].items():
+        lines.append(f"| {cat} | " + " | ".join(f"{row[k]:.2f}" for k in labels) + " |")
+    overall = report["overall"]
+    lines.append("| **overall (GenEval six)** | " + " | ".join(
+        f"**{overall[k]:.2f}**" if overall.get(k) is not None else "-" for k in labels) + " |")
+    (out / "eval.md").write_text(f"{report['per_category']} prompts per category, seed {report['seed']}, "
+                                 f"{report['seconds']} s.\n\n" + "\n".join(lines) + "\n")
+    _plot(report, labels, out / "eval.png")
+
+
+def _plot(report: dict, labels: list[str], path: Path) -> None:
+    """A small line chart of binding_1..4 accuracy against the number of objects."""
+    ks = [k for k in range(1, 5) if f"binding_{k}" in report["results"]]
+    if not ks:
+        return
+    W, H, m = 420, 280, 40
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    d.line([(m, m), (m, H - m), (W - m, H - m)], fill="black")
+    for v in (0, 0.5, 1):
+        y = H - m - v * (H - 2 * m)
+        d.text((8, y - 5), f"{v:.1f}", fill="black", font=font)
+    x_of = {k: m + (k - 0.5) * (W - 2 * m) / 4 for k in ks}
+    for k in ks:
+        d.text((x_of[k] - 3, H - m + 6), str(k), fill="black", font=font)
+    for label, color in zip(labels, ["#d62728", "#1f77b4"]):
+        pts = [(x_of[k], H - m - report["results"][f"binding_{k}"][label] * (H - 2 * m)) for k in ks]
+        d.line(pts, fill=color, width=3)
+        for x, y in pts:
+            d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+        d.text((W - m - 110, m + 14 * labels.index(label)), label.replace("_", " "), fill=color, font=font)
+    d.text((W // 2 - 90, H - 16), "objects in the prompt (binding_k)", fill="black", font=font)
+    d.text((m, 10), "accuracy", fill="black", font=font)
+    img.save(path)
+

@@ -1,0 +1,218 @@
+"""The whole recipe, stage by stage, into one checkpoint directory:
+
+    tokenizer -> vae -> tokens (the VAE's codes of the training pairs) -> decoder -> transformer -> clip
+
+(`decoder` fine-tunes the VAE's decoder alone on its encoder's exact codes; the encoder and so the
+tokens stay as they are, which is why it may also run beside the transformer.)
+
+`dalle train all` runs every stage that is not finished yet; `dalle train <stage>` runs one.
+A finished stage leaves its exported files in the directory; an interrupted one leaves a
+resumable run under `runs/<stage>/` that `--resume` continues.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_model
+from .data import open_source
+from .text import TextTokenizer
+from .train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
+from .train_vae import VAERecipe, VAETask
+from .training import TrainArgs, resolve_device, train
+from .transformer import DalleTransformer, TransformerConfig
+from .vae import DiscreteVAE, VAEConfig
+
+STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
+
+
+@dataclass
+class Recipe:
+    """Sizes and schedules of every stage."""
+    image_size: int = 64
+    text_len: int = 26
+    text_vocab: int = 512
+    captions: int = 50_000
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    vae_recipe: VAERecipe = field(default_factory=VAERecipe)
+    vae_steps: int = 3000
+    vae_batch: int = 64
+    vae_lr: float = 2e-3
+    decoder_steps: int = 2000
+    decoder_lr: float = 5e-4
+    token_pairs: int = 200_000
+    transformer: dict = field(default_factory=lambda: {"n_layer": 6, "n_head": 8, "n_embd": 256,
+                                                       "attn_masks": ("causal",) * 6})
+    transformer_recipe: TransformerRecipe = field(default_factory=TransformerRecipe)
+    transformer_steps: int = 4500
+    transformer_batch: int = 64
+    transformer_lr: float = 1e-3
+    clip: dict = field(default_factory=dict)
+    clip_steps: int = 3000
+    clip_batch: int = 64
+    clip_lr: float = 1e-3
+
+
+TINY = Recipe(
+    captions=2000, vae=VAEConfig(widths=(8, 8, 16, 16), codebook=64), vae_recipe=VAERecipe(val_images=32),
+    vae_steps=30, vae_batch=16, decoder_steps=10, token_pairs=512,
+    transformer={"n_layer": 2, "n_head": 2, "n_embd": 32, "attn_masks": ("causal", "conv")},
+    transformer_recipe=TransformerRecipe(val_samples=8), transformer_steps=30, transformer_batch=16,
+    clip_steps=30, clip_batch=16,
+)
+
+
+@dataclass
+class Run:
+    """Where and how a recipe runs."""
+    out: Path
+    recipe: Recipe
+    data: str = "shapes"
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    threads: int = 0
+    workers: int = 1
+    judge: bool = True  # world evaluator metrics during validation (shapes world only)
+
+    def args(self, stage: str, steps: int, batch: int, lr: float, **kw) -> TrainArgs:
+        every = max(steps // 6, 1)
+        return TrainArgs(out=str(self.out / "runs" / stage), steps=steps, batch_size=batch, lr=lr,
+                         warmup=min(200, max(steps // 10, 1)), seed=self.seed, device=self.device,
+                         resume=self.resume, val_every=every, ckpt_every=max(every // 2, 1),
+                         threads=self.threads, workers=self.workers, **kw)
+
+
+def done(out: Path, stage: str) -> bool:
+    """Whether a stage's exported files are in the checkpoint directory."""
+    names = {"tokenizer": "tokenizer.json", "vae": "vae.safetensors", "tokens": "runs/tokens.safetensors",
+             "decoder": "runs/decoder/vae.safetensors", "transformer": "transformer.safetensors", "clip": "clip.safetensors"}
+    return (out / names[stage]).exists()
+
+
+def run_stage(stage: str, run: Run) -> None:
+    """Run one stage (its inputs must be finished already)."""
+    r, out, device = run.recipe, run.out, resolve_device(run.device)
+    source = open_source(run.data, r.image_size)
+    t0 = time.time()
+    if stage == "tokenizer":
+        tok = TextTokenizer.train(source.captions(r.captions), r.text_len, r.text_vocab)
+        tok.save(out)
+        print(f"tokenizer: {tok.vocab_size} tokens, {len(tok.words)} words -> {out / 'tokenizer.json'}")
+    elif stage == "vae":
+        args = run.args("vae", r.vae_steps, r.vae_batch, r.vae_lr)
+        model = DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device)
+        train(VAETask(model, source, args, r.vae_recipe, faithful=run.judge), args)
+        model.cpu()
+        _promote(out / "runs" / "vae", out, "vae")
+    elif stage == "decoder":
+        args = run.args("decoder", r.decoder_steps, r.vae_batch, r.decoder_lr)
+        model = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
+        train(VAETask(model, source, args, replace(r.vae_recipe, decoder_only_from=0.0), faithful=run.judge), args)
+        model.cpu()
+        _promote(out / "runs" / "decoder", out, "vae")
+    elif stage == "tokens":
+        vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
+        precompute_tokens(out / "runs" / "tokens.safetensors", source, vae, TextTokenizer.load(out), r.token_pairs,
+                          seed=run.seed, val=min(1024, max(r.token_pairs // 8, 8)))
+    elif stage == "transformer":
+        tok = TextTokenizer.load(out)
+        vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
+        config = TransformerConfig(text_vocab=tok.vocab_size, text_len=tok.length, pad_id=tok.pad_id,
+                                   image_vocab=vae.config.codebook, grid=vae.config.grid, **r.transformer)
+        args = run.args("transformer", r.transformer_steps, r.transformer_batch, r.transformer_lr, weight_decay=0.01)
+        model = DalleTransformer(config).to(device)
+        task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
+                               judge=run.judge)
+        train(task, args)
+        _promote(out / "runs" / "transformer", out, "transformer")
+    elif stage == "clip":
+        from .train_clip import ClipTask, make_clip
+        tok = TextTokenizer.load(out)
+        args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
+        model = make_clip(tok, r.image_size, **r.clip).to(device)
+        train(ClipTask(model, source, tok, args), args)
+        _promote(out / "runs" / "clip", out, "clip")
+    else:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    _record(out, stage, time.time() - t0)
+
+
+def _promote(run_dir: Path, out: Path, name: str) -> None:
+    """Copy a finished run's exported model into the checkpoint directory."""
+    for suffix in (".safetensors", ".json"):
+        src = run_dir / f"{name}{suffix}"
+        if not src.exists():
+            raise CheckpointError(f"the {name} run finished without exporting {src}")
+        tmp = out / f".{name}{suffix}.tmp"
+        tmp.write_bytes(src.read_bytes())
+        tmp.replace(out / f"{name}{suffix}")
+
+
+def _record(out: Path, stage: str, seconds: float) -> None:
+    path = out / "runs" / "times.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[stage] = times.get(stage, 0.0) + round(seconds, 1)
+    path.write_text(json.dumps(times, indent=2))
+
+
+def train_all(run: Run) -> None:
+    """Run every unfinished stage in order."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    for stage in STAGES:
+        if done(run.out, stage):
+            print(f"{stage}: already done, skipped")
+            continue
+        run_stage(stage, run)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    recipe = TINY if a.tiny else Recipe()
+    for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
+        if getattr(a, name, None):
+            recipe = replace(recipe, **{name: getattr(a, name)})
+    run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
+              judge=a.data == "shapes")
+    if a.stage == "all":
+        train_all(run)
+    else:
+        run.out.mkdir(parents=True, exist_ok=True)
+        run_stage(a.stage, run)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `dalle train ...` and its shortcuts `train-vae`, `train-transformer`, `train-clip`."""
+    def add(name: str, stage: str | None, help: str) -> None:
+        t = sub.add_parser(name, help=help)
+        if stage is None:
+            t.add_argument("stage", choices=("all", *STAGES), help="which stage to run (all: every unfinished one)")
+        else:
+            t.set_defaults(stage=stage)
+        t.add_argument("--out", default="checkpoints/shapes", help="checkpoint directory (default checkpoints/shapes)")
+        t.add_argument("--data", default="shapes", help="'shapes' (default) or a folder of images with .txt captions")
+        t.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
+        t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+        t.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
+        t.add_argument("--vae-steps", dest="vae_steps", type=int, help="override the VAE's training steps")
+        t.add_argument("--decoder-steps", dest="decoder_steps", type=int,
+                       help="override the decoder fine-tuning steps")
+        t.add_argument("--transformer-steps", dest="transformer_steps", type=int,
+                       help="override the transformer's training steps")
+        t.add_argument("--clip-steps", dest="clip_steps", type=int, help="override the scorer's training steps")
+        t.set_defaults(func=cmd_train)
+
+    add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")
+    add("train-vae", "vae", "train the discrete VAE (needs nothing before it)")
+    add("train-transformer", "transformer", "train the transformer (needs tokenizer, vae and tokens)")
+    add("train-clip", "clip", "train the contrastive scorer (needs the tokenizer)")

@@ -1,0 +1,200 @@
+"""Sampling image tokens from a DalleTransformer: generation, completion and streaming.
+
+All candidates of one call run as one batch with a preallocated KV cache: the known prefix
+(text, image BOS and any teacher-forced image tokens before the first sampled one) in one
+forward call, then one call per sampled token. Teacher-forced tokens between sampled ones
+(completion) are fed in the same call as the next sampled token's step.
+
+Classifier-free guidance puts the conditional rows and as many unconditional rows (all-pad
+text, fed the same image tokens) in one batch of 2n and samples from
+``uncond + guidance * (cond - uncond)``; guidance == 1 runs the conditional rows only.
+
+Callers may wrap calls in ``torch.autocast``; the cache then takes the autocast dtype.
+"""
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from dalle_core.transformer import DalleTransformer
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each image token; invalid values raise ValueError on construction.
+
+    temperature > 0 divides the (guided) logits; top_k keeps the k most likely tokens (None or 0:
+    off; 1: greedy); top_p keeps the smallest set of most likely tokens whose probability reaches
+    top_p (1: off); guidance >= 1 is the classifier-free guidance scale (1: off); seed seeds the
+    random generator, so equal inputs and seeds give equal tokens.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    guidance: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
+        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
+            raise ValueError(f"top_k must be None, 0 (off) or an int >= 1, got {self.top_k!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (self.guidance >= 1 and math.isfinite(self.guidance)):
+            raise ValueError(f"guidance must be a finite number >= 1, got {self.guidance}")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
+
+
+def stream(
+    model: DalleTransformer,
+    text: torch.Tensor,
+    n: int,
+    params: SamplingParams = SamplingParams(),
+    *,
+    image: torch.Tensor | None = None,
+    region: tuple[int, int] | None = None,
+) -> Iterator[torch.Tensor]:
+    """Samples n image token grids for a caption, yielding progress after each image row.
+
+    text: padded text ids (T,) or (1, T) shared by all candidates, or (n, T).
+    image, region: for completion, the given image tokens ((N,), (grid, grid), or the same with
+    a leading batch dim of 1 or n) and the (row, col) of the top-left corner of the rectangle to
+    regenerate: the tokens with row >= row and col >= col are sampled, all others are copied
+    from ``image``. Both or neither must be given.
+
+    Yields LongTensor (n, grid, grid) after each sampled row, with -1 at not yet sampled tokens;
+    the last yield is the finished batch. Arguments are checked when called, not when iterated.
+    """
+    cfg = model.config
+    if not _is_int(n) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    device = model.image_head.weight.device
+    text = _batch_of(text, n, (cfg.text_len,), "text").to(device)
+    if ((text < 0) | (text >= cfg.text_vocab)).any():
+        raise ValueError(f"text ids must be in [0, {cfg.text_vocab})")
+    if (image is None) != (region is None):
+        raise ValueError("image and region must be given together (completion) or not at all")
+    grid, T = cfg.grid, cfg.text_len
+    r0, c0 = 0, 0
+    tokens = torch.full((n, grid, grid), -1, dtype=torch.long, device=device)
+    if image is not None:
+        pair = isinstance(region, (tuple, list)) and len(region) == 2
+        if not (pair and all(_is_int(v) and 0 <= v < grid for v in region)):
+            raise ValueError(f"region must be (row, col) with 0 <= row, col < {grid}, got {region!r}")
+        r0, c0 = region
+        if isinstance(image, torch.Tensor) and image.shape[-1:] == (grid * grid,):
+            image = image.unflatten(-1, (grid, grid))
+        tokens = _batch_of(image, n, (grid, grid), "image").to(device).clone()
+        if ((tokens < 0) | (tokens >= cfg.image_vocab)).any():
+            raise ValueError(f"image tokens must be in [0, {cfg.image_vocab})")
+        tokens[:, r0:, c0:] = -1
+    copies = 2 if params.guidance > 1 else 1
+    ids = torch.cat([text, torch.full((n, 1), cfg.image_bos, device=device), tokens.flatten(1)], dim=1)
+    ids = ids.repeat(copies, 1)  # (copies*n, T+1+N): the stream inputs, then the last image token
+    ids[n:, :T] = cfg.pad_id  # unconditional rows
+    return _fill(model, ids, n, params, r0, c0)
+
+
+def generate(
+    model: DalleTransformer,
+    text: torch.Tensor,
+    n: int,
+    params: SamplingParams = SamplingParams(),
+    *,
+    image: torch.Tensor | None = None,
+    region: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """The finished LongTensor (n, grid, grid) of ``stream`` with the same arguments."""
+    for grids in stream(model, text, n, params, image=image, region=region):
+        pass
+    return grids
+
+
+def _fill(
+    model: DalleTransformer, ids: torch.Tensor, n: int, params: SamplingParams, r0: int, c0: int
+) -> Iterator[torch.Tensor]:
+    """Samples the cells (r >= r0, c >= c0) of the streams ids (rows, T+1+N) in place, row by row."""
+    cfg = model.config
+    grid, T = cfg.grid, cfg.text_len
+    generator = torch.Generator(device=ids.device).manual_seed(params.seed)
+    top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
+    cache = None
+    filled = 0  # stream positions whose keys and values are in the cache
+    for r in range(r0, grid):
+        with _inference(model):
+            for c in range(c0, grid):
+                j = r * grid + c
+                end = T + j + 1  # position T+j predicts token j
+                if cache is None:
+                    cache, logits = _prefill(model, ids[:, :end])
+                else:
+                    logits = model.image_head(model.forward_stream(ids[:, filled:end], filled, cache)[:, -1])
+                filled = end
+                ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
+        yield ids[:n, T + 1 :].view(n, grid, grid).clone()
+
+
+def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """KV cache filled with the prefix ids (rows, p) and the image logits (rows, V) at its end.
+
+    Identical rows (the shared caption, the unconditional rows) are computed once.
+    """
+    unique, inverse = torch.unique(prefix, dim=0, return_inverse=True)  # (U, p), (rows,)
+    unique_cache = model.new_cache(len(unique))
+    h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
+    cache = model.new_cache(len(prefix), dtype=unique_cache.dtype)
+    cache[..., : prefix.shape[1], :] = unique_cache[:, :, inverse, :, : prefix.shape[1]]
+    return cache, model.image_head(h)[inverse]
+
+
+def _pick(
+    logits: torch.Tensor, n: int, params: SamplingParams, top_k: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Samples one token per candidate (n,) from image logits (copies*n, V)."""
+    logits = logits.float()
+    if len(logits) > n:
+        cond, uncond = logits[:n], logits[n:]
+        logits = uncond + params.guidance * (cond - uncond)  # (n, V)
+    logits = logits / params.temperature
+    if top_k < logits.shape[1] or params.top_p < 1:
+        logits, index = logits.topk(top_k)  # (n, k), sorted in decreasing order
+        if params.top_p < 1:
+            probs = logits.softmax(-1)
+            logits = logits.masked_fill(probs.cumsum(-1) - probs >= params.top_p, -math.inf)
+    else:
+        index = None
+    choice = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (n, 1)
+    return (choice if index is None else index.gather(1, choice)).squeeze(1)
+
+
+def _batch_of(x: torch.Tensor, n: int, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    """x of shape ``shape``, (1, *shape) or (n, *shape) as an (n, *shape) long tensor."""
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+        raise ValueError(f"{name} must be an integer tensor")
+    if tuple(x.shape) == shape:
+        x = x[None]
+    if x.shape[1:] != shape or x.shape[0] not in (1, n):
+        raise ValueError(f"{name} must have shape {shape}, (1, ...) or ({n}, ...), got {tuple(x.shape)}")
+    return x.long().expand(n, *shape)
+
+
+@contextmanager
+def _inference(model: DalleTransformer) -> Iterator[None]:
+    """Runs the body in inference mode with the model in eval mode, restoring its mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)

@@ -1,0 +1,95 @@
+"""The text tokenizer: byte-level BPE over captions, padded or truncated to a fixed length."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
+_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+def normalizer() -> normalizers.Normalizer:
+    """NFKC, lower case, runs of white space as one space, no leading or trailing space."""
+    return normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(),
+                                 normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text as the tokenizer's normaliser sees them."""
+    return _WORD.findall(normalizer().normalize_str(text))
+
+
+class TextTokenizer:
+    """Byte-level BPE with a fixed text length: `[BOS] tokens [EOS] [PAD]...`.
+
+    It also remembers the words it was trained on, to point out unknown words in a prompt.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, length: int, words: Iterable[str]):
+        self.tokenizer = tokenizer
+        self.length = length
+        self.words = frozenset(words)
+        self.pad_id, self.bos_id, self.eos_id = (tokenizer.token_to_id(t) for t in (PAD, BOS, EOS))
+
+    @classmethod
+    def train(cls, captions: Iterable[str], length: int = 32, vocab_size: int = 512) -> "TextTokenizer":
+        """Train a BPE tokenizer on captions."""
+        captions = list(captions)
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizer()
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        tok.train_from_iterator(captions, trainer)
+        words = Counter(w for c in captions for w in words_of(c))
+        return cls(tok, length, sorted(words))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> tuple[torch.Tensor, bool]:
+        """Token ids of shape (length,), and whether the text was truncated to fit."""
+        ids = self.tokenizer.encode(text).ids
+        room = self.length - 2
+        truncated = len(ids) > room
+        ids = [self.bos_id, *ids[:room], self.eos_id]
+        ids += [self.pad_id] * (self.length - len(ids))
+        return torch.tensor(ids, dtype=torch.long), truncated
+
+    def encode_batch(self, texts: list[str], *, warn: bool = True) -> torch.Tensor:
+        """Token ids of shape (len(texts), length); warns when a text was truncated."""
+        encoded = [self.encode(t) for t in texts]
+        if warn and any(tr for _, tr in encoded):
+            warnings.warn(f"text longer than {self.length - 2} tokens was truncated", stacklevel=2)
+        return torch.stack([ids for ids, _ in encoded])
+
+    def decode(self, ids: torch.Tensor) -> str:
+        """The text of a row of token ids (special tokens dropped)."""
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True).strip()
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` never seen in training, in order, without repeats."""
+        return list(dict.fromkeys(w for w in words_of(text) if w not in self.words))
+
+    def save(self, directory: str | Path) -> None:
+        """Write `tokenizer.json` (the BPE) and `text.json` (length and known words)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(str(directory / "tokenizer.json"))
+        (directory / "text.json").write_text(json.dumps({"length": self.length, "words": sorted(self.words)}, indent=1))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TextTokenizer":
+        """Load what `save` wrote."""
+        directory = Path(directory)
+        meta = json.loads((directory / "text.json").read_text())
+        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), meta["length"], meta["words"])

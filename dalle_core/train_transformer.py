@@ -1,0 +1,125 @@
+"""Training the DALL·E transformer on text and image tokens precomputed once by the VAE."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import read_json, read_tensors, save_model, write_json, write_tensors
+from .data import Source, make_batch, validation_batch
+from .evaluate import judge_image
+from .imaging import grid, to_uint8
+from .sampling import SamplingParams, generate
+from .text import TextTokenizer
+from .training import TrainArgs, autocast, bf16_supported
+from .transformer import DalleTransformer
+from .vae import DiscreteVAE
+
+SAMPLE_PROMPTS = [
+    "a red circle", "a blue square", "two green triangles", "a yellow diamond above a purple cross",
+    "a small pink circle and a large cyan square", "three orange crosses", "a green circle on a black background",
+    "a red square to the left of a blue circle",
+]
+
+
+def precompute_tokens(path: Path, source: Source, vae: DiscreteVAE, tokenizer: TextTokenizer, n: int,
+                      seed: int = 0, chunk: int = 512, val: int = 1024, bf16: bool | None = None) -> Path:
+    """Write `path` (safetensors): text ids and VAE image tokens of n training pairs and `val` held-out ones.
+
+    Reuses an existing file made with the same n, seed and VAE (its JSON beside it says so).
+    """
+    meta_path = path.with_suffix(".json")
+    meta = {"n": n, "seed": seed, "val": val, "vae": vae_fingerprint(vae)}
+    if path.exists() and meta_path.exists() and read_json(meta_path) == meta:
+        return path
+    device = next(vae.parameters()).device
+    bf16 = bf16_supported(device.type) if bf16 is None else bf16
+
+    def encode(images: torch.Tensor, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), autocast(device.type, bf16):
+            image = vae.encode(images.to(device).float().div(255)).cpu()
+        return tokenizer.encode_batch(captions, warn=False), image
+
+    texts, images = [], []
+    for k in tqdm(range((n + chunk - 1) // chunk), desc="encode training pairs", dynamic_ncols=True):
+        t, i = encode(*make_batch(source, min(chunk, n - k * chunk), seed, 0, k))
+        texts.append(t)
+        images.append(i)
+    vt, vi = encode(*validation_batch(source, val))
+    write_tensors(path, {"text": torch.cat(texts).short(), "image": torch.cat(images).short(),
+                         "val_text": vt.short(), "val_image": vi.short()})
+    write_json(meta_path, meta)
+    return path
+
+
+def vae_fingerprint(vae: DiscreteVAE) -> float:
+    """A number that changes when the encoder's weights (and so the tokens) do."""
+    return round(float(sum(p.detach().double().sum() for p in vae.encoder.parameters())), 6)
+
+
+@dataclass
+class TransformerRecipe:
+    caption_dropout: float = 0.15  # share of captions replaced by all-pad text (for guidance)
+    val_samples: int = 32  # prompts sampled and judged at each validation
+
+
+class TransformerTask:
+    """The `Task` that `training.train` runs for the transformer."""
+    name = "transformer"
+
+    def __init__(self, model: DalleTransformer, tokens: Path, vae: DiscreteVAE, tokenizer: TextTokenizer,
+                 args: TrainArgs, recipe: TransformerRecipe, judge: bool = True):
+        self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judge = model, vae, tokenizer, args, recipe, judge
+        t = read_tensors(tokens)
+        self.text, self.image = t["text"].long(), t["image"].long()
+        self.val_text, self.val_image = t["val_text"].long(), t["val_image"].long()
+        self.device = next(model.parameters()).device
+
+    def batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        k = start
+        while True:
+            g = torch.Generator().manual_seed(self.args.seed * 1_000_003 + k)
+            idx = torch.randint(len(self.text), (self.args.batch_size,), generator=g)
+            text = self.text[idx].clone()
+            drop = torch.rand(len(idx), generator=g) < self.recipe.caption_dropout
+            text[drop] = self.model.config.pad_id
+            yield text.to(self.device), self.image[idx].to(self.device)
+            k += 1
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        total, text_loss, image_loss = self.model.loss(*batch)
+        return total, {"loss": total.item(), "text": text_loss.item(), "image": image_loss.item()}
+
+    def validate(self, step: int, out: Path) -> dict[str, float]:
+        losses = []
+        for i in range(0, len(self.val_text), 256):
+            with autocast(self.device.type, self.args.bf16):
+                _, _, image_loss = self.model.loss(self.val_text[i:i + 256].to(self.device),
+                                                   self.val_image[i:i + 256].to(self.device))
+            losses.append(image_loss.item())
+        metrics = {"val_image_loss": float(np.mean(losses))}
+        prompts = SAMPLE_PROMPTS + self._val_captions(self.recipe.val_samples - len(SAMPLE_PROMPTS))
+        images = [self.sample(p, seed=j) for j, p in enumerate(prompts)]
+        if self.judge:
+            metrics["val_pass"] = float(np.mean([judge_image(im, p)[0] for im, p in zip(images, prompts)]))
+        grid(images[:16], prompts[:16], cols=8, scale=2).save(out / f"samples-{step:07d}.png")
+        return metrics
+
+    def _val_captions(self, n: int) -> list[str]:
+        return [self.tokenizer.decode(t) for t in self.val_text[:max(n, 0)]]
+
+    @torch.no_grad()
+    def sample(self, prompt: str, seed: int) -> np.ndarray:
+        """One image for a prompt (temperature 1, top-k 64, guidance 3), uint8 (S, S, 3)."""
+        text, _ = self.tokenizer.encode(prompt)
+        with autocast(self.device.type, self.args.bf16):
+            tokens = generate(self.model, text.to(self.device), 1, SamplingParams(top_k=64, guidance=3.0, seed=seed))
+            return to_uint8(self.vae.decode(tokens.flatten(1)))[0]
+
+    def export(self, out: Path) -> None:
+        save_model(out, "transformer", self.model)
+

@@ -1,0 +1,145 @@
+"""Training the discrete VAE the DALL·E way: Gumbel-softmax relaxation, KL to a uniform prior,
+a cosine-annealed temperature, and a cosine warm-up of the KL weight."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import save_model
+from .data import Source, batch_loader, validation_batch
+from .evaluate import parse, scenes_match
+from .imaging import grid, to_uint8
+from .training import TrainArgs, autocast
+from .vae import DiscreteVAE
+
+
+@dataclass
+class VAERecipe:
+    """The objective's schedule (fractions are of the whole run)."""
+    tau_start: float = 1.0
+    tau_end: float = 1 / 16
+    kl_weight: float = 1e-4  # on the mean per-cell KL(q || uniform), beside a per-pixel mean reconstruction loss
+    kl_warmup: float = 0.2
+    hard_from: float = 1.0  # straight-through hard samples from here on (1: never; measured to hurt here)
+    decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
+    recon: str = "l1"  # "l1" or "mse"
+    foreground_weight: float = 10.0  # weight of pixels unlike the image's border colour (1 = plain)
+    val_images: int = 512
+
+
+def cosine(t: float, start: float, end: float) -> float:
+    """Cosine from `start` at t = 0 to `end` at t = 1."""
+    t = min(max(t, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def foreground_weights(x: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel loss weights (B, 1, S, S): `weight` where a pixel differs from the median border colour, else 1.
+
+    Objects cover a tenth of a world image; unweighted, the VAE learns backgrounds long before shapes.
+    """
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # (B, 3, 4S)
+    bg = border.median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
+    return 1 + (weight - 1) * ((x - bg).abs().sum(1, keepdim=True) > 0.1).float()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of images in [0, 1]."""
+    mse = F.mse_loss(a.float(), b.float()).item()
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+def codebook_stats(tokens: torch.Tensor, K: int) -> tuple[float, float]:
+    """(perplexity of the code histogram, share of the K codes used)."""
+    counts = torch.bincount(tokens.flatten(), minlength=K).float()
+    p = counts / counts.sum()
+    entropy = -(p[p > 0] * p[p > 0].log()).sum().item()
+    return math.exp(entropy), (counts > 0).float().mean().item()
+
+
+def faithfulness(originals: np.ndarray, reconstructions: np.ndarray) -> float:
+    """Share of images whose reconstruction parses to the same scene as the original."""
+    return float(np.mean([scenes_match(parse(a), parse(b)) for a, b in zip(originals, reconstructions)]))
+
+
+class VAETask:
+    """The `Task` that `training.train` runs for the discrete VAE."""
+    name = "vae"
+
+    def __init__(self, model: DiscreteVAE, source: Source, args: TrainArgs, recipe: VAERecipe,
+                 faithful: bool = True):
+        self.model, self.source, self.args, self.recipe, self.faithful = model, source, args, recipe, faithful
+        self.val_images, _ = validation_batch(source, recipe.val_images)
+
+    def schedule(self, step: int) -> tuple[float, float, bool]:
+        """(temperature, KL weight, hard samples) at a step."""
+        t = step / max(1, self.args.steps)
+        r = self.recipe
+        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t, 1.0, 0.0)  # cosine in log-space
+        beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
+        return tau, beta, t >= r.hard_from
+
+    def batches(self, start: int) -> Iterator[torch.Tensor]:
+        for images, _ in batch_loader(self.source, self.args.batch_size, self.args.seed, start=start,
+                                      workers=self.args.workers):
+            yield images.float().div(255).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        tau, beta, hard = self.schedule(step)
+        if step >= self.recipe.decoder_only_from * self.args.steps:
+            return self._decoder_loss(x, tau)
+        recon, logits = self.model(x, tau, hard)
+        recon, logits = recon.float(), logits.float()
+        rec = self._reconstruction(recon, x)
+        logq = F.log_softmax(logits, dim=1)  # (B, K, h, w)
+        kl = (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])  # KL(q || uniform) per cell
+        return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau}
+
+    def _decoder_loss(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone."""
+        with torch.no_grad():
+            tokens = self.model.encode(x)
+        recon = self.model.decode(tokens).float()
+        rec = self._reconstruction(recon, x)
+        return rec, {"loss": rec.item(), "kl": 0.0, "tau": tau}
+
+    def _reconstruction(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        err = (recon - x).abs() if self.recipe.recon == "l1" else (recon - x) ** 2
+        w = foreground_weights(x, self.recipe.foreground_weight)
+        return (err * w).mean() / w.mean()
+
+    def reconstruct(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, reconstructions) of uint8 images, through argmax codes."""
+        toks, recs = [], []
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch].float().div(255).to(self.device)
+            with autocast(self.device.type, self.args.bf16):
+                t = self.model.encode(x)
+                recs.append(self.model.decode(t).float().cpu())
+            toks.append(t.cpu())
+        return torch.cat(toks), torch.cat(recs)
+
+    def validate(self, step: int, out: Path) -> dict[str, float]:
+        tokens, recon = self.reconstruct(self.val_images)
+        x = self.val_images.float() / 255
+        perplexity, used = codebook_stats(tokens, self.model.config.codebook)
+        metrics = {"psnr": psnr(recon, x), "perplexity": perplexity, "codes_used": used}
+        originals, recons = to_uint8(x), to_uint8(recon)
+        if self.faithful:
+            metrics["faithful"] = faithfulness(originals, recons)
+        pairs = [img for a, b in zip(originals[:16], recons[:16]) for img in (a, b)]
+        grid(pairs, cols=8, scale=2).save(out / f"recon-{step:07d}.png")
+        return metrics
+
+    def export(self, out: Path) -> None:
+        save_model(out, "vae", self.model)

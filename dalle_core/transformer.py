@@ -1,0 +1,277 @@
+"""A DALL·E (2021) style decoder-only transformer over one text-then-image token stream.
+
+Stream layout, with T = text_len and N = grid * grid image tokens (L = T + N positions):
+
+    position   0       ...  T-2       T-1        |  T        T+1    ...  T+N-1
+    input      text_0  ...  text_{T-2} text_{T-1} |  img_bos  img_0  ...  img_{N-2}
+    predicts   text_1  ...  text_{T-1} (nothing)  |  img_0    img_1  ...  img_{N-1}
+
+* Text position t < T-1 predicts text token t+1; position T-1 predicts nothing (the next
+  input is always the image BOS).
+* Image position T+j predicts image token j, the cell (row, col) = divmod(j, grid). Its input
+  is the learned image BOS (j == 0) or image token j-1, plus the row and column embeddings of
+  the cell it predicts.
+* Text padding follows the paper: a pad id at text position t is embedded as a learned
+  per-position padding vector (row ``text_vocab + t`` of the text embedding), so padding needs
+  no attention mask. An all-pad text is the unconditional input for classifier-free guidance.
+
+Attention masks (``TransformerConfig.attn_masks``, one per layer), all causal. A text query
+attends to text keys at or before it. An image query at position T+j, predicting cell (r, c),
+attends to every text key, to its own position (whose input is the previous token, or the BOS
+for j == 0, so no query is ever isolated) and to the earlier image positions T+i, 1 <= i < j,
+whose input token i-1, at cell (r', c') = divmod(i-1, grid), satisfies:
+
+* "causal": always (plain full causal attention);
+* "row":    r' == r                        (the already generated part of the same row);
+* "column": c' == c                        (the cells above in the same column);
+* "conv":   r - h <= r' <= r and |c' - c| <= h with h = conv_kernel // 2 (the raster-earlier
+  part of the conv_kernel x conv_kernel window centred on the cell).
+
+These are the axial_row / axial_col / conv_like masks of lucidrains' DALLE-pytorch, stated in
+terms of the cell being predicted. The image BOS key is only seen by position T itself.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MASK_KINDS = ("causal", "row", "column", "conv")
+
+
+@dataclass
+class TransformerConfig:
+    """Model hyper-parameters; ``dataclasses.asdict`` / ``TransformerConfig(**d)`` round-trip."""
+
+    text_vocab: int = 1024
+    text_len: int = 32
+    pad_id: int = 0
+    image_vocab: int = 512
+    grid: int = 8
+    n_layer: int = 8
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.0
+    attn_masks: tuple[str, ...] | None = None  # None: all "causal", last layer "conv"
+    conv_kernel: int = 5
+    loss_text_weight: float = 1 / 8
+    loss_image_weight: float = 7 / 8
+
+    def __post_init__(self) -> None:
+        if self.attn_masks is None:
+            self.attn_masks = ("causal",) * (self.n_layer - 1) + ("conv",)
+        self.attn_masks = tuple(self.attn_masks)
+        if len(self.attn_masks) != self.n_layer:
+            raise ValueError(f"attn_masks has {len(self.attn_masks)} entries, n_layer is {self.n_layer}")
+        unknown = set(self.attn_masks) - set(MASK_KINDS)
+        if unknown:
+            raise ValueError(f"unknown attention mask kinds {sorted(unknown)}; use {MASK_KINDS}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0 <= self.pad_id < self.text_vocab:
+            raise ValueError(f"pad_id {self.pad_id} is outside the text vocabulary")
+        if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd and positive, got {self.conv_kernel}")
+
+    @property
+    def image_tokens(self) -> int:
+        """Number of image tokens, grid * grid."""
+        return self.grid * self.grid
+
+    @property
+    def seq_len(self) -> int:
+        """Number of stream positions, text_len + image_tokens."""
+        return self.text_len + self.image_tokens
+
+    @property
+    def image_bos(self) -> int:
+        """Image-stream id of the image BOS (one past the image vocabulary)."""
+        return self.image_vocab
+
+
+def build_mask(kind: str, text_len: int, grid: int, conv_kernel: int) -> torch.Tensor:
+    """Boolean (L, L) attention mask of one kind (True = may attend), as in the module docstring."""
+    T, N = text_len, grid * grid
+    pos = torch.arange(T + N)
+    mask = pos[:, None] >= pos[None, :]  # (L, L) causal
+    if kind == "causal":
+        return mask
+    cell = torch.arange(N)
+    qr, qc = cell[:, None] // grid, cell[:, None] % grid  # (N, 1) cell predicted by query T+j
+    kr, kc = (cell[None, :] - 1) // grid, (cell[None, :] - 1) % grid  # (1, N) cell of key T+i's input
+    if kind == "row":
+        near = qr == kr
+    elif kind == "column":
+        near = qc == kc
+    elif kind == "conv":
+        h = conv_kernel // 2
+        near = (qr - kr >= 0) & (qr - kr <= h) & ((qc - kc).abs() <= h)
+    else:
+        raise ValueError(f"unknown attention mask kind {kind!r}; use {MASK_KINDS}")
+    near[:, 0] = False  # the BOS key (input of position T) holds no cell
+    mask[T:, T:] &= near | torch.eye(N, dtype=torch.bool)  # (N, N)
+    return mask
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with an explicit mask and an optional KV cache."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int) -> torch.Tensor:
+        B, n, C = x.shape
+        qkv = self.c_attn(x).view(B, n, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, n, D)
+        q, kv = qkv[0], qkv[1:]  # (B, H, n, D), (2, B, H, n, D)
+        if cache is not None:
+            cache[:, :, :, start : start + n] = kv  # cache: (2, B, H, L, D)
+            kv = cache[:, :, :, : start + n]  # (2, B, H, start+n, D)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=dropout)  # (B, H, n, D)
+        y = y.transpose(1, 2).reshape(B, n, C)  # (B, n, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise GELU feed-forward network, 4x wide."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, cache, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class DalleTransformer(nn.Module):
+    """Text-to-image-token transformer; see the module docstring for the stream layout and masks."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        C = config.n_embd
+        self.text_emb = nn.Embedding(config.text_vocab + config.text_len, C)  # row text_vocab+t: pad at t
+        self.text_pos = nn.Embedding(config.text_len, C)
+        self.image_emb = nn.Embedding(config.image_vocab + 1, C)  # last row: image BOS
+        self.row_emb = nn.Embedding(config.grid, C)
+        self.col_emb = nn.Embedding(config.grid, C)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(C)
+        self.text_head = nn.Linear(C, config.text_vocab, bias=False)
+        self.image_head = nn.Linear(C, config.image_vocab, bias=False)
+        for kind in dict.fromkeys(config.attn_masks):
+            mask = build_mask(kind, config.text_len, config.grid, config.conv_kernel)
+            self.register_buffer(f"mask_{kind}", mask, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def stream_ids(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Input ids (B, L) of the stream for text (B, T) and image tokens (B, N)."""
+        bos = torch.full_like(image[:, :1], self.config.image_bos)
+        return torch.cat([text, bos, image[:, :-1]], dim=1)
+
+    def embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Embeddings (B, n, C) of stream input ids (B, n) at positions start .. start+n-1."""
+        cfg = self.config
+        n = ids.shape[1]
+        pos = torch.arange(start, start + n, device=ids.device)  # (n,)
+        n_text = max(0, min(cfg.text_len - start, n))
+        parts = []
+        if n_text:
+            text, tpos = ids[:, :n_text], pos[:n_text]  # (B, n_text), (n_text,)
+            text = torch.where(text == cfg.pad_id, cfg.text_vocab + tpos, text)
+            parts.append(self.text_emb(text) + self.text_pos(tpos))  # (B, n_text, C)
+        if n_text < n:
+            cell = pos[n_text:] - cfg.text_len  # (n_image,)
+            pos_emb = self.row_emb(cell // cfg.grid) + self.col_emb(cell % cfg.grid)
+            parts.append(self.image_emb(ids[:, n_text:]) + pos_emb)  # (B, n_image, C)
+        return torch.cat(parts, dim=1)
+
+    def forward_stream(self, ids: torch.Tensor, start: int = 0, cache: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states (B, n, C) of stream positions start .. start+n-1 given their ids (B, n).
+
+        With a cache (from ``new_cache``), the keys/values of positions before ``start`` are
+        read from it and those of these positions are written to it; without one, start must be 0.
+        """
+        end = start + ids.shape[1]
+        if end > self.config.seq_len or (cache is None and start != 0):
+            raise ValueError(f"positions {start}..{end - 1} do not fit the stream or the cache")
+        masks = {kind: getattr(self, f"mask_{kind}")[start:end, :end] for kind in dict.fromkeys(self.config.attn_masks)}
+        x = self.drop(self.embed(ids, start))  # (B, n, C)
+        for i, (block, kind) in enumerate(zip(self.blocks, self.config.attn_masks)):
+            x = block(x, masks[kind], None if cache is None else cache[i], start)
+        return self.ln_f(x)
+
+    def new_cache(self, batch: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Uninitialised KV cache (n_layer, 2, batch, n_head, L, head_dim) for ``forward_stream``.
+
+        The dtype defaults to the autocast dtype when autocast is on, else the parameters' dtype.
+        """
+        cfg = self.config
+        device = self.image_head.weight.device
+        if dtype is None:
+            autocast = torch.is_autocast_enabled(device.type)
+            dtype = torch.get_autocast_dtype(device.type) if autocast else self.image_head.weight.dtype
+        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.seq_len, cfg.n_embd // cfg.n_head)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits for text (B, T) and image tokens (B, N).
+
+        Returns (logits_text (B, T-1, text_vocab), predicting text[:, 1:]) and
+        (logits_image (B, N, image_vocab), predicting image).
+        """
+        cfg = self.config
+        if text.ndim != 2 or text.shape[1] != cfg.text_len:
+            raise ValueError(f"text must have shape (B, {cfg.text_len}), got {tuple(text.shape)}")
+        if image.shape != (text.shape[0], cfg.image_tokens):
+            raise ValueError(f"image must have shape ({text.shape[0]}, {cfg.image_tokens}), got {tuple(image.shape)}")
+        h = self.forward_stream(self.stream_ids(text, image))  # (B, L, C)
+        return self.text_head(h[:, : cfg.text_len - 1]), self.image_head(h[:, cfg.text_len :])
+
+    def loss(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted total, text loss, image loss): mean cross-entropies, pad text targets ignored."""
+        cfg = self.config
+        logits_text, logits_image = self(text, image)
+        target = text[:, 1:]  # (B, T-1)
+        text_sum = F.cross_entropy(
+            logits_text.flatten(0, 1).float(), target.flatten(), ignore_index=cfg.pad_id, reduction="sum"
+        )
+        text_loss = text_sum / (target != cfg.pad_id).sum().clamp(min=1)
+        image_loss = F.cross_entropy(logits_image.flatten(0, 1).float(), image.flatten())
+        total = cfg.loss_text_weight * text_loss + cfg.loss_image_weight * image_loss
+        return total, text_loss, image_loss

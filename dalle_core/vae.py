@@ -1,0 +1,122 @@
+"""The discrete VAE (DALL·E stage 1): images <-> an h x w grid of codebook tokens. Modules only."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class VAEConfig:
+    image_size: int = 64
+    f: int = 8  # downsampling factor: the token grid is image_size / f on a side
+    codebook: int = 512  # K, the number of codes
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels at image_size, /2, /4, ... (len = log2(f) + 1)
+    n_res: int = 1  # residual blocks per level
+
+    def __post_init__(self):
+        levels = self.f.bit_length() - 1
+        if self.f < 1 or 2 ** levels != self.f:
+            raise ValueError(f"f must be a power of two, got {self.f}")
+        if len(self.widths) != levels + 1:
+            raise ValueError(f"widths needs log2(f) + 1 = {levels + 1} entries, got {len(self.widths)}")
+        if self.image_size % self.f:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of f = {self.f}")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.f
+
+
+def _he_init(net: nn.Sequential) -> None:
+    """He initialisation of the stack's convolutions (not the residual branches' last ones), so that
+    signals keep their scale: the code logits start informative instead of drowned by Gumbel noise."""
+    for m in net:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, ResBlock):
+            nn.init.kaiming_normal_(m.conv1.weight, nonlinearity="relu")
+
+
+class ResBlock(nn.Module):
+    """x + conv(relu(conv(relu(x)))), the second conv starting near zero (no normalisation)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+        nn.init.normal_(self.conv2.weight, std=1e-3)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class Encoder(nn.Module):
+    """Pixels in [0, 1] (B, 3, S, S) -> code logits (B, K, S/f, S/f)."""
+
+    def __init__(self, c: VAEConfig):
+        super().__init__()
+        w = c.widths
+        layers: list[nn.Module] = [nn.Conv2d(3, w[0], 3, padding=1)]
+        for i in range(len(w) - 1):
+            layers += [ResBlock(w[i]) for _ in range(c.n_res)]
+            layers += [nn.ReLU(), nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1)]
+        layers += [ResBlock(w[-1]) for _ in range(c.n_res)]
+        layers += [nn.ReLU(), nn.Conv2d(w[-1], c.codebook, 1)]
+        self.net = nn.Sequential(*layers)
+        _he_init(self.net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(2 * x - 1)
+
+
+class Decoder(nn.Module):
+    """Code distributions (B, K, h, w) (one-hot or relaxed) -> pixels in [0, 1] (B, 3, S, S)."""
+
+    def __init__(self, c: VAEConfig):
+        super().__init__()
+        w = c.widths
+        self.embed = nn.Conv2d(c.codebook, w[-1], 1, bias=False)  # a code embedding per column
+        nn.init.normal_(self.embed.weight)  # unit-scale embeddings: a one-hot code gives unit-scale features
+        layers: list[nn.Module] = [ResBlock(w[-1]) for _ in range(c.n_res)]
+        for i in reversed(range(len(w) - 1)):
+            layers += [nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i + 1], w[i], 3, padding=1)]
+            layers += [ResBlock(w[i]) for _ in range(c.n_res)]
+        layers += [nn.ReLU(), nn.Conv2d(w[0], 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+        _he_init(self.net)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(self.embed(z)))
+
+
+class DiscreteVAE(nn.Module):
+    """Encoder, Gumbel-softmax bottleneck and decoder; `encode`/`decode` work on token grids."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def forward(self, x: torch.Tensor, tau: float, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relaxed round trip: (reconstruction (B, 3, S, S), code logits (B, K, h, w))."""
+        logits = self.encoder(x)  # (B, K, h, w)
+        z = F.gumbel_softmax(logits.float(), tau=tau, hard=hard, dim=1)  # (B, K, h, w), rows sum to 1
+        return self.decoder(z.to(logits.dtype)), logits
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] (B, 3, S, S) -> tokens (B, h*w), the argmax code of each cell in raster order."""
+        return self.encoder(x).argmax(dim=1).flatten(1)
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, h*w) -> images in [0, 1] (B, 3, S, S)."""
+        g = self.config.grid
+        z = F.one_hot(tokens.view(-1, g, g), self.config.codebook).permute(0, 3, 1, 2)  # (B, K, h, w)
+        return self.decoder(z.to(self.decoder.embed.weight.dtype))

@@ -1,0 +1,359 @@
+"""The Gradio app: prompts to ranked images, and redrawing the bottom-right part of an image.
+
+`build_demo(model)` lays out the page and wires its events to `Handlers`, whose methods turn
+widget values into calls of the `Dalle` facade and its results into widget updates. Nothing
+here knows how the model works; `demo.server` serves this app beside the OpenAI-style API.
+"""
+from __future__ import annotations
+
+import random
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import gradio as gr
+import numpy as np
+
+from dalle_core.facade import DEFAULT_CHECKPOINT, MAX_CANDIDATES, Dalle, Progress
+
+from .images import DISPLAY_SIZE, PngFolder, center_square, enlarge, native_pixels, outline_region, painted_mask
+
+EXAMPLE_PROMPTS = [
+    "a red circle",
+    "two blue squares",
+    "a yellow triangle above a green diamond",
+    "a small pink cross to the left of a large cyan circle",
+    "a purple circle on a black background",
+    "three orange triangles on a gray background",
+]
+EXAMPLE_SCENES = Path(__file__).resolve().parent.parent / "assets" / "examples"  # scene-*.png + scene-*.txt
+MODEL_CARD = DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md"
+PAINTED, SLIDERS = "painted mask", "sliders"
+SEED = 6  # the seed box's place in `sampling_controls()`: the handlers show the seed they used there
+BRUSH_COLOR = "#ff00c8"
+# Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on.
+CSS = ".crisp img, .crisp canvas { image-rendering: pixelated; }"
+
+ABOUT = """
+**How it works.** Three small networks, trained from scratch on a world of flat coloured shapes:
+
+1. a **discrete VAE** turns a {size}x{size} image into a {grid}x{grid} grid of tokens (codes from a
+   learned codebook), and tokens back into pixels;
+2. a **transformer** reads the prompt's tokens, then writes the image's tokens one at a time, left to
+   right and top to bottom, like a language model writing a sentence;
+3. a **CLIP-style scorer**, trained to tell matching image-caption pairs from mismatched ones, ranks the
+   sampled candidates: the best come first, captioned with their score.
+
+**Settings.** More *candidates* give the scorer more to choose from (and take longer). *Temperature*,
+*top-k* and *top-p* make sampling bolder or safer; *guidance* (classifier-free) pushes the images
+towards the prompt. The same *seed* and settings give the same images.
+
+**Editing** keeps the tokens above and to the left of a rectangle and lets the transformer rewrite the
+rest. Because it writes in reading order, the rectangle must reach the bottom-right corner: a painted
+area is grown to the smallest such rectangle of whole {cell}x{cell} px cells.
+
+The model only knows the shapes world's words (colours, shapes, sizes, counts, positions, backgrounds);
+words it never saw are pointed out and have no effect. The same server answers OpenAI's Images API
+under `/v1` (see `demo/README.md`).
+"""
+
+
+def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
+    """The app's page, calling `model` for everything; `max_candidates` caps the candidates slider."""
+    if not 1 <= max_candidates <= MAX_CANDIDATES:
+        raise ValueError(f"max_candidates must be between 1 and {MAX_CANDIDATES}, got {max_candidates}")
+    h = Handlers(model)
+    model_lock = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time from the UI
+    with gr.Blocks(title="Laptop DALL·E", analytics_enabled=False) as demo:
+        gr.Markdown(f"# Laptop DALL·E\nA small text-to-image model that runs on a laptop CPU: it draws "
+                    f"{model.image_size}x{model.image_size} px scenes of flat shapes from a description, "
+                    "and redraws the bottom-right part of any image.")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                prompt = gr.Textbox(label="Prompt", placeholder="a yellow triangle above a green diamond",
+                                    max_lines=2, elem_id="prompt")
+                prompt_words = gr.Markdown()
+                gr.Examples(EXAMPLE_PROMPTS, inputs=prompt, label="Example prompts")
+                gen_settings = sampling_controls(max_candidates)
+                generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                gallery = result_gallery("Results, best first", "gallery")
+                results = gr.State([])  # the gallery's images at the model's size (uint8 arrays), best first
+                selected = gr.State(None)  # the index of the gallery image the user clicked last
+                gen_status = gr.Markdown(elem_id="gen-status")
+                to_editor = gr.Button("Edit the selected image (the best if none is selected)",
+                                      elem_id="to-editor")
+            with gr.Tab("Edit", id="edit"):
+                gr.Markdown("Upload or drop any image (or send one from the Generate tab), **paint over the "
+                            "lower-right area** to redraw, describe the whole picture, and press Complete.")
+                with gr.Row():
+                    with gr.Column():
+                        editor = gr.ImageEditor(
+                            type="numpy", image_mode="RGBA", format="png", label="Image: paint what to redraw",
+                            sources=("upload", "clipboard"), transforms=(), layers=False,
+                            canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE), elem_id="editor",
+                            brush=gr.Brush(default_size="auto", colors=[(BRUSH_COLOR, 0.6)], color_mode="fixed"),
+                            elem_classes=["crisp"])
+                        image_status = gr.Markdown(elem_id="image-status")
+                        edit_prompt = gr.Textbox(label="Prompt for the whole image", max_lines=2,
+                                                 elem_id="edit-prompt", render=False)  # shown further down
+                        scenes = example_scenes()
+                        if scenes:
+                            gr.Examples(scenes, inputs=[editor, edit_prompt], label="Example scenes")
+                    with gr.Column():
+                        region_preview = gr.Image(label="Region to redraw", interactive=False, format="png",
+                                                  elem_id="region-preview", elem_classes=["crisp"],
+                                                  height=DISPLAY_SIZE + 40)
+                        mode = gr.Radio([PAINTED, SLIDERS], value=PAINTED, label="Region from", elem_id="mode")
+                        with gr.Row():
+                            last = model.grid - 1
+                            row = gr.Slider(0, last, value=model.grid // 2, step=1, label="Start row",
+                                            elem_id="row")
+                            col = gr.Slider(0, last, value=model.grid // 2, step=1, label="Start column",
+                                            elem_id="col")
+                        edit_status = gr.Markdown(elem_id="edit-status")
+                edit_prompt.render()
+                edit_words = gr.Markdown()
+                edit_settings = sampling_controls(max_candidates)
+                complete_button = gr.Button("Complete", variant="primary", elem_id="complete")
+                edit_gallery = result_gallery("Completions, best first", "edit-gallery")
+                edit_results, edit_selected = gr.State([]), gr.State(None)
+                complete_status = gr.Markdown(elem_id="complete-status")
+                keep_editing = gr.Button("Keep editing the selected completion", elem_id="keep-editing")
+        with gr.Accordion("About this model", open=False):
+            gr.Markdown(ABOUT.format(size=model.image_size, grid=model.grid, cell=model.image_size // model.grid))
+            gr.Markdown(model_card_summary(MODEL_CARD, model.checkpoint))
+
+        for box, words in ((prompt, prompt_words), (edit_prompt, edit_words)):
+            box.change(h.check_words, box, words, queue=False, show_progress="hidden", api_visibility="private")
+
+        gen_outputs = [gallery, gen_status, gen_settings[SEED], results, selected]
+        generate_button.click(h.generate, [prompt, *gen_settings], gen_outputs, api_name="generate", **model_lock)
+        prompt.submit(h.generate, [prompt, *gen_settings], gen_outputs, api_visibility="private", **model_lock)
+        gallery.select(h.select, None, selected, queue=False, api_visibility="private")
+        send_outputs = [editor, edit_prompt, tabs]
+        to_editor.click(h.send_to_editor, [results, selected, prompt], send_outputs, api_visibility="private")
+
+        # The editor fires `input` and/or `upload` for uploads, strokes and values set by the app. Nothing
+        # here writes to the editor in answer: an update of its value makes it fire `upload` again.
+        region_outputs = [region_preview, row, col, edit_status, image_status]
+        gr.on([editor.input, editor.upload], h.preview_region, [editor, mode, row, col], region_outputs,
+              api_name="preview_region", trigger_mode="always_last", show_progress="hidden")
+        mode.change(h.preview_region, [editor, mode, row, col], region_outputs, api_visibility="private",
+                    show_progress="hidden")
+        gr.on([row.input, col.input], h.slide, [editor, row, col], [*region_outputs, mode],
+              api_visibility="private", show_progress="hidden")
+        edit_outputs = [edit_gallery, complete_status, edit_settings[SEED], edit_results, edit_selected]
+        complete_button.click(h.complete, [editor, edit_prompt, mode, row, col, *edit_settings], edit_outputs,
+                              api_name="complete", **model_lock)
+        edit_gallery.select(h.select, None, edit_selected, queue=False, api_visibility="private")
+        keep_editing.click(h.send_to_editor, [edit_results, edit_selected, edit_prompt], send_outputs,
+                           api_visibility="private")
+    return demo
+
+
+def sampling_controls(max_candidates: int) -> list[gr.components.Component]:
+    """Sliders for the sampling settings, in the order `Handlers.generate` takes them."""
+    with gr.Accordion("Sampling settings", open=False):
+        with gr.Row():
+            candidates = gr.Slider(1, max_candidates, value=min(16, max_candidates), step=1, label="Candidates",
+                                   info="how many images to sample; the scorer keeps the best")
+            show = gr.Slider(1, max_candidates, value=min(4, max_candidates), step=1, label="Images to show",
+                             info="the best ones (at most the candidates)")
+        with gr.Row():
+            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            top_k = gr.Slider(0, 512, value=64, step=1, label="Top-k", info="0: off")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="Top-p", info="1: off")
+            guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.25, label="Guidance", info="1: off")
+        with gr.Row():
+            seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+            random_seed = gr.Checkbox(True, label="Random seed", info="pick a new seed each time (shown here after)")
+    return [candidates, show, temperature, top_k, top_p, guidance, seed, random_seed]
+
+
+def result_gallery(label: str, elem_id: str) -> gr.Gallery:
+    """A gallery of crisp, downloadable PNGs."""
+    return gr.Gallery(label=label, format="png", columns=4, object_fit="contain",
+                      buttons=["download", "fullscreen"], elem_id=elem_id, elem_classes=["crisp"],
+                      interactive=False)
+
+
+def example_scenes() -> list[list[str]]:
+    """[image path, caption] of the example scenes in assets/examples (written by `python -m demo.examples`)."""
+    scenes = []
+    for png in sorted(EXAMPLE_SCENES.glob("scene-*.png")):
+        caption = png.with_suffix(".txt")
+        scenes.append([str(png), caption.read_text().strip() if caption.exists() else ""])
+    return scenes
+
+
+def model_card_summary(card: Path, checkpoint: Path) -> str:
+    """Markdown for the About box: the summary section of the model card, or a note that there is none yet."""
+    heading = "### Model card\n"
+    if not card.exists():
+        return (heading + f"*The model card's numbers will appear here once `{card.parent.name}/{card.name}` is "
+                "written.*")
+    text = card.read_text(encoding="utf-8")
+    section = re.search(r"^#+[^\n]*summary[^\n]*\n(.*?)(?=^#|\Z)", text, flags=re.I | re.M | re.S)
+    if section:
+        summary = section.group(1).strip()
+    else:  # the first paragraph after the title
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.lstrip().startswith("#")]
+        summary = paragraphs[0] if paragraphs else ""
+    note = ""
+    if Path(checkpoint).resolve() != DEFAULT_CHECKPOINT.resolve():
+        note = f"\n\n*These numbers describe the shipped checkpoint; this app runs `{checkpoint}`.*"
+    return heading + (summary or "*The model card has no summary yet.*") + note
+
+
+class Handlers:
+    """The app's callbacks. Each takes widget values and returns (or yields) widget updates."""
+
+    def __init__(self, model: Dalle):
+        self.model = model
+        self._folder = tempfile.TemporaryDirectory(prefix="dalle-demo-")  # removed with this object
+        self.pngs = PngFolder(self._folder.name)
+
+    def check_words(self, prompt: str) -> str:
+        """A note naming the prompt's words the model never saw in training (empty if none)."""
+        unknown = self.model.unknown_words(prompt or "")
+        if not unknown:
+            return ""
+        return ("⚠️ Words the model never saw in training (they have no effect): "
+                + ", ".join(f"**{w}**" for w in unknown))
+
+    def generate(self, prompt: str, candidates: float, show: float, temperature: float, top_k: float, top_p: float,
+                 guidance: float, seed: float | None, random_seed: bool,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Stream previews of all candidates, then the best ones: (gallery, status, seed, results, selected)."""
+        settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
+        stream = _user_errors(lambda: self.model.generate_stream(prompt, **settings))
+        yield from self._show(stream, settings, progress, note="")
+
+    def complete(self, editor: dict | None, prompt: str, mode: str, row: float, col: float, candidates: float,
+                 show: float, temperature: float, top_k: float, top_p: float, guidance: float, seed: float | None,
+                 random_seed: bool, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """Stream completions of the editor's image in the chosen region, like `generate`."""
+        background = _background(editor)
+        if background is None:
+            raise _error("There is no image to edit: upload one, pick an example scene, or send one from the "
+                         "Generate tab.")
+        region = _user_errors(lambda: self._region(editor, mode, row, col))
+        settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
+        image = self._pixels(background)
+        stream = _user_errors(lambda: self.model.complete_stream(image, prompt, region=region, **settings))
+        note = "" if image is not background else self._conversion_note(background)
+        yield from self._show(stream, settings, progress, note=note)
+
+    def select(self, event: gr.SelectData) -> int:
+        """The index of the gallery image just clicked."""
+        return event.index
+
+    def send_to_editor(self, results: list[np.ndarray], selected: int | None, prompt: str) -> tuple:
+        """The selected result (or the best) into the editor and its prompt into the edit prompt; show the Edit tab."""
+        if not results:
+            raise _error("There are no results to edit yet: generate some images first.")
+        image = results[selected if selected is not None and selected < len(results) else 0]
+        shown = self.pngs.save(enlarge(image))
+        return {"background": shown, "layers": [], "composite": None}, prompt, gr.Tabs(selected="edit")
+
+    def slide(self, editor: dict | None, row: float, col: float) -> tuple:
+        """A slider moved: switch to the sliders and preview their region."""
+        return *self.preview_region(editor, SLIDERS, row, col), SLIDERS
+
+    def preview_region(self, editor: dict | None, mode: str, row: float, col: float) -> tuple:
+        """What the model sees of the editor's image with the region to redraw outlined, the sliders set to
+        that region, a status line about it, and a note on how the image was converted (if it was)."""
+        background = _background(editor)
+        if background is None:
+            return None, gr.skip(), gr.skip(), "Upload an image, pick an example scene, or send one from Generate.", ""
+        pixels = self._pixels(background)
+        note = "" if pixels is not background else self._conversion_note(background)
+        image = self.model.prepare_image(pixels)
+        try:
+            r, c = self._region(editor, mode, row, col)
+        except ValueError as e:
+            return self.pngs.save(enlarge(image)), gr.skip(), gr.skip(), str(e), note
+        g = self.model.grid
+        y, x = self.model.rectangle_pixels((r, c))
+        status = (f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
+                  f"{self.model.image_size - x}x{self.model.image_size - y} px rectangle in the bottom-right corner.")
+        return self.pngs.save(outline_region(image, (y, x))), r, c, status, note
+
+    # ------------------------------------------------------------------ helpers
+
+    def _region(self, editor: dict | None, mode: str, row: float, col: float) -> tuple[int, int]:
+        """(row, col) of the rectangle to redraw: from the sliders, or snapped from the painted mask."""
+        if mode == SLIDERS:
+            return self.model.check_region((_whole(row, "start row"), _whole(col, "start column")))
+        mask = painted_mask(editor)
+        if mask is None or not mask.any():
+            raise ValueError("Paint over the area to redraw (it reaches the bottom-right corner), or choose "
+                             "'sliders' and set the start row and column.")
+        return self.model.snap_mask(center_square(mask))  # the model keeps the central square of an image
+
+    def _pixels(self, background: np.ndarray) -> np.ndarray:
+        """The model's own pixels for an enlarged model-size image (exact), else the image as it is."""
+        native = native_pixels(background, self.model.image_size)
+        return background if native is None else native
+
+    def _settings(self, candidates: float, show: float, temperature: float, top_k: float, top_p: float,
+                  guidance: float, seed: float | None, random_seed: bool) -> dict:
+        """Facade settings from the sliders: `show` is capped at `candidates`; a random seed if asked for."""
+        candidates = _whole(candidates, "candidates")
+        return {"n": min(_whole(show, "images to show"), candidates), "candidates": candidates,
+                "temperature": temperature, "top_k": _whole(top_k, "top-k"), "top_p": top_p, "guidance": guidance,
+                "seed": random.randrange(2**31) if random_seed else _whole(seed, "seed")}
+
+    def _show(self, stream: Iterator[Progress], settings: dict, progress: gr.Progress, note: str) -> Iterator[tuple]:
+        """Gallery updates from a facade stream: previews while sampling, then the ranked results."""
+        seed = settings["seed"]
+        for step, p in enumerate(stream):
+            progress(p.fraction, desc=f"Sampling row {p.rows_done} of {p.rows_total}")
+            if step == 0:
+                for line in p.notes:
+                    gr.Warning(line[0].upper() + line[1:])
+            if p.results is None:
+                previews = [(enlarge(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)]
+                yield (previews, f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
+                       seed, [], None)
+                continue
+            gallery = [(enlarge(r.image), f"#{i + 1} · score {r.score:.2f}") for i, r in enumerate(p.results)]
+            lines = [f"The best {len(p.results)} of {settings['candidates']} candidates in {p.seconds:.1f} s "
+                     f"(seed {seed}).", note, *(f"⚠️ {n[0].upper() + n[1:]}." for n in p.notes)]
+            yield gallery, "  \n".join(line for line in lines if line), seed, [r.image for r in p.results], None
+
+    def _conversion_note(self, image: np.ndarray) -> str:
+        """What the model did to an image of another size than its own, for the user."""
+        h, w = image.shape[:2]
+        s = self.model.image_size
+        how = "scaled" if h == w else "cropped to a square and scaled"
+        return f"Your {w}x{h} px image was {how} to {s}x{s} px, the model's resolution."
+
+
+def _background(editor: dict | None) -> np.ndarray | None:
+    return None if not editor else editor.get("background")
+
+
+def _whole(value: float | None, name: str) -> int:
+    """A slider's or number box's value as an int; gr.Error if it is not a whole number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    raise _error(f"{name} must be a whole number, got {value!r}")
+
+
+T = TypeVar("T")
+
+
+def _user_errors(call: Callable[[], T]) -> T:
+    """Call `call()`, showing the facade's ValueErrors (bad input) to the user as an error message."""
+    try:
+        return call()
+    except ValueError as e:
+        raise _error(str(e)) from None
+
+
+def _error(message: str) -> gr.Error:
+    """An error message for the user: bad input, not a fault of the server (so no traceback in its log)."""
+    return gr.Error(message[0].upper() + message[1:], print_exception=False)

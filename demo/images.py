@@ -1,0 +1,104 @@
+"""Picture helpers shared by the app and the API: crisp enlargements, PNG bytes, editor masks, region outlines.
+
+No model code here: the model's own conversions (resizing any image to its resolution,
+snapping a mask to a token rectangle) live in `dalle_core.facade.Dalle`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
+REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
+
+
+def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
+    """A uint8 (S, S, 3) image enlarged to (size, size) with nearest-neighbour pixels (no blur)."""
+    return Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """The image encoded as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class PngFolder:
+    """PNG files in a folder, named by a hash of their bytes, each written once and atomically.
+
+    Gradio saves an image returned as an array or PIL image by rewriting a file named by its
+    content, in place, every time it is returned; a browser still downloading the previous copy
+    then gets a truncated file. The editor's events repeat the same images, so the app returns
+    those as paths of files from here instead, which never change once written.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def save(self, image: Image.Image) -> str:
+        """The path of a PNG file of the image."""
+        data = png_bytes(image)
+        path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not path.exists():
+            staging = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp")
+            staging.write_bytes(data)
+            os.replace(staging, path)
+        return str(path)
+
+
+def native_pixels(image: np.ndarray, size: int) -> np.ndarray | None:
+    """The (size, size, 3) image that `image` is an exact nearest-neighbour enlargement of, or None.
+
+    Such images (the app's and the API's own results, the example scenes) go back to the model
+    pixel for pixel, where resizing them would blur them a little.
+    """
+    h, w = image.shape[:2]
+    if image.ndim != 3 or h != w or h % size or image.shape[2] not in (3, 4):
+        return None
+    if image.shape[2] == 4:
+        if (image[..., 3] != 255).any():
+            return None
+        image = image[..., :3]
+    k = h // size
+    small = image[::k, ::k]
+    return np.ascontiguousarray(small) if np.array_equal(small.repeat(k, 0).repeat(k, 1), image) else None
+
+
+def center_square(array: np.ndarray) -> np.ndarray:
+    """The central square of an image or mask: the part the model keeps of a non-square image."""
+    h, w = array.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return array[top:top + side, left:left + side]
+
+
+def painted_mask(editor_value: dict | None) -> np.ndarray | None:
+    """Where the user painted in a `gr.ImageEditor` value: the union of its layers' alpha > 0.
+
+    None when there is no layer; an all-False array when the layers are empty.
+    """
+    layers = (editor_value or {}).get("layers") or []
+    mask = None
+    for layer in layers:
+        alpha = np.asarray(layer)[..., 3] > 0
+        mask = alpha if mask is None else mask | alpha
+    return mask
+
+
+def outline_region(image: np.ndarray, top_left: tuple[int, int], size: int = DISPLAY_SIZE) -> Image.Image:
+    """The image enlarged, with the rectangle from pixel `top_left` (y, x) to the bottom-right corner outlined."""
+    scale = size / image.shape[0]
+    y, x = round(top_left[0] * scale), round(top_left[1] * scale)
+    base = enlarge(image, size).convert("RGBA")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rectangle((x, y, size - 1, size - 1), fill=(*REGION_TINT, 70))
+    draw.rectangle((x, y, size - 1, size - 1), outline=(*REGION_TINT, 255), width=3)
+    return Image.alpha_composite(base, overlay).convert("RGB")

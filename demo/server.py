@@ -1,0 +1,50 @@
+"""One server for both front ends: the OpenAI-style API under /v1 and the Gradio app at /, sharing one model.
+
+`create_app` builds the FastAPI app (serve it with uvicorn); `launch_shared` serves the same
+through Gradio's `launch(share=True)`, which is the only way to get a public gradio.live link.
+"""
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI
+
+from dalle_core.facade import MAX_CANDIDATES, Dalle
+
+from .api import add_api_routes
+from .app import CSS, build_demo
+
+MAX_UPLOAD = "10mb"  # for the app's uploads; the API has its own limits
+QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
+
+
+def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] | None = None,
+               api_candidates: int = 16, max_candidates: int = MAX_CANDIDATES, max_waiting: int = 4) -> FastAPI:
+    """A FastAPI app answering the Images API under /v1 and serving the Gradio app at /.
+
+    `api_key` guards /v1 (Bearer token); `auth` (user, password) guards the app's pages. Each API image is
+    the best of `api_candidates` samples; `max_candidates` caps the app's slider; when `max_waiting` API
+    requests already wait for the model, more get 429.
+    """
+    app = FastAPI(title="Laptop DALL·E", docs_url=None, redoc_url=None, openapi_url=None)
+    add_api_routes(app, model, api_key=api_key, api_candidates=api_candidates, max_waiting=max_waiting)
+    demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
+    # the /v1 routes must exist before Gradio is mounted at "/", or Gradio answers them
+    return gr.mount_gradio_app(app, demo, path="/", auth=auth, css=CSS, max_file_size=MAX_UPLOAD,
+                               footer_links=["api"])
+
+
+def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_key: str | None = None,
+                  auth: tuple[str, str] | None = None, api_candidates: int = 16, max_candidates: int = MAX_CANDIDATES,
+                  max_waiting: int = 4) -> tuple[gr.Blocks, str, str | None]:
+    """Serve the app with Gradio's own server (needed for `share=True`) and add the /v1 routes to it.
+
+    Returns (the running Blocks, local URL, public share URL or None) without blocking; call
+    `.block_thread()` on the Blocks to wait, `.close()` to stop.
+    """
+    demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
+    app, local_url, share_url = demo.launch(share=share, server_name=host, server_port=port, auth=auth, css=CSS,
+                                            max_file_size=MAX_UPLOAD, footer_links=["api"], prevent_thread_lock=True,
+                                            quiet=True)
+    # Gradio's app is already serving: routes added now come after its own, which leave /v1 alone
+    add_api_routes(app, model, api_key=api_key, api_candidates=api_candidates, max_waiting=max_waiting)
+    return demo, local_url, share_url

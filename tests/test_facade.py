@@ -1,0 +1,109 @@
+"""The `Dalle` facade on a real checkpoint (the shipped one unless DALLE_TEST_CHECKPOINT says otherwise)."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dalle_core.checkpoint import CheckpointError
+from dalle_core.facade import DEFAULT_CHECKPOINT, Dalle, Settings
+from dalle_core.world import sample
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Dalle(os.environ.get("DALLE_TEST_CHECKPOINT", DEFAULT_CHECKPOINT), device="cpu")
+
+
+def test_generate_returns_n_best_first(model):
+    results = model.generate("a red circle", n=3, candidates=6, seed=1)
+    assert len(results) == 3
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True)
+    for r in results:
+        assert r.image.shape == (model.image_size, model.image_size, 3) and r.image.dtype == np.uint8
+
+
+def test_same_seed_same_images(model):
+    a = model.generate("two blue squares", n=2, candidates=4, seed=7)
+    b = model.generate("two blue squares", n=2, candidates=4, seed=7)
+    assert all(np.array_equal(x.image, y.image) and x.score == y.score for x, y in zip(a, b))
+
+
+def test_stream_previews_then_results(model):
+    updates = list(model.generate_stream("a green cross", n=2, candidates=3, seed=0))
+    assert [u.rows_done for u in updates] == list(range(1, model.grid + 1))
+    assert all(u.results is None for u in updates[:-1]) and len(updates[-1].results) == 2
+    assert len(updates[0].previews) == 3
+    first = updates[0].previews[0]
+    f = model.vae.config.f
+    assert (first[f:] == 200).all()  # rows not sampled yet are shown gray
+
+
+def test_complete_keeps_the_outside(model):
+    image = sample(5).image
+    results = model.complete(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0)
+    y, x = model.rectangle_pixels((4, 3))
+    outside = np.ones(image.shape[:2], bool)
+    outside[y:, x:] = False
+    for r in results:
+        assert np.array_equal(r.image[outside], image[outside])
+
+
+def test_complete_accepts_any_image_and_a_mask(model):
+    big = Image.fromarray(sample(3).image).resize((300, 200)).convert("RGBA")
+    mask = np.zeros((50, 75), bool)
+    mask[30:, 40:] = True
+    results = model.complete(big, "a blue square", mask=mask, n=1, candidates=2)
+    assert results[0].image.shape == (64, 64, 3)
+
+
+def test_snap_mask(model):
+    g = model.grid
+    m = np.zeros((128, 128), np.uint8)
+    m[70:90, 100:110] = 255  # painted inside row 4-5, col 6
+    assert model.snap_mask(m) == (70 * g // 128, 100 * g // 128)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[63, 63, 3] = 255
+    assert model.snap_mask(rgba) == (g - 1, g - 1)
+    with pytest.raises(ValueError, match="nothing to edit"):
+        model.snap_mask(np.zeros((64, 64)))
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t"])
+def test_empty_prompt(model, prompt):
+    with pytest.raises(ValueError, match="empty"):
+        model.generate(prompt)
+
+
+def test_odd_prompts_still_work(model):
+    results = model.generate("a r\x00ed 🐱 circle " + "x" * 10_000, n=1, candidates=1)
+    assert len(results) == 1
+    _, notes = model.check_prompt("a red cat " * 100)
+    assert any("cat" in n for n in notes) and any("cut" in n for n in notes)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"n": 0}, "n must be"), ({"n": 11, "candidates": 10}, "n must be"), ({"n": -1}, "n must be"),
+    ({"n": "abc"}, "integer"), ({"candidates": 65}, "candidates"), ({"temperature": 0}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+    ({"top_k": -3}, "top_k"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"guidance": 0.5}, "guidance"),
+    ({"seed": -1}, "seed"), ({"seed": 2**70}, "seed"), ({"seed": 1.5}, "seed"),
+])
+def test_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Settings(**kw)
+
+
+def test_bad_regions(model):
+    img = sample(0).image
+    for region in [(8, 0), (-1, 2), (1,), "a", (1.5, 2)]:
+        with pytest.raises(ValueError, match="region"):
+            model.complete(img, "a red circle", region=region, candidates=1, n=1)
+    with pytest.raises(ValueError, match="not both"):
+        model.complete(img, "a red circle", candidates=1, n=1)
+
+
+def test_missing_checkpoint_says_how_to_get_one(tmp_path):
+    with pytest.raises(CheckpointError, match="dalle train all"):
+        Dalle(tmp_path / "nowhere")

@@ -1,0 +1,104 @@
+"""The discrete VAE: shapes, the relaxation, determinism, training, exact resume, clear load errors."""
+import json
+
+import pytest
+import torch
+
+from dalle_core.checkpoint import CheckpointError, load_model, save_model
+from dalle_core.data import ShapesWorld
+from dalle_core.train_vae import VAERecipe, VAETask
+from dalle_core.training import TrainArgs, train
+from dalle_core.vae import DiscreteVAE, VAEConfig
+
+TINY = VAEConfig(image_size=32, f=4, codebook=32, widths=(8, 8, 16))
+
+
+def test_shapes_round_trip():
+    m = DiscreteVAE(TINY).eval()
+    x = torch.rand(3, 3, 32, 32)
+    tokens = m.encode(x)
+    assert tokens.shape == (3, 64) and tokens.dtype == torch.long and int(tokens.max()) < 32
+    assert m.decode(tokens).shape == (3, 3, 32, 32)
+    recon, logits = m(x, tau=1.0)
+    assert recon.shape == x.shape and logits.shape == (3, 32, 8, 8)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_relaxed_sample_is_differentiable(hard):
+    m = DiscreteVAE(TINY)
+    recon, _ = m(torch.rand(2, 3, 32, 32), tau=0.5, hard=hard)
+    recon.mean().backward()
+    grad = m.encoder.net[-1].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_encoding_is_deterministic():
+    m = DiscreteVAE(TINY).eval()
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.equal(m.encode(x), m.encode(x))
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="power of two"):
+        VAEConfig(f=6)
+    with pytest.raises(ValueError, match="widths"):
+        VAEConfig(f=8, widths=(8, 8))
+
+
+def _args(out, **kw):
+    return TrainArgs(out=str(out), steps=kw.pop("steps", 4), batch_size=8, lr=3e-3, warmup=1, workers=0,
+                     val_every=100, ckpt_every=kw.pop("ckpt_every", 100), log_every=1, bf16=False, **kw)
+
+
+def _task(args, seed=0):
+    torch.manual_seed(seed)
+    return VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8), faithful=False)
+
+
+def _losses(out):
+    return [json.loads(line)["loss"] for line in open(out / "log.jsonl") if '"loss"' in line]
+
+
+def test_tiny_training_lowers_the_loss(tmp_path):
+    args = _args(tmp_path / "run", steps=150)
+    train(_task(args), args)
+    losses = _losses(tmp_path / "run")
+    assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:5]) / 5
+    assert (tmp_path / "run" / "vae.safetensors").exists() and list((tmp_path / "run").glob("recon-*.png"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = _args(tmp_path / "a", steps=4, ckpt_every=2)
+    train(_task(straight), straight)
+    interrupted = _args(tmp_path / "b", steps=4, ckpt_every=2)
+    train(_task(interrupted), interrupted)
+    (tmp_path / "b" / "latest").write_text("step-0000002")  # as if killed right after step 2
+    (tmp_path / "b" / "log.jsonl").write_text("")
+    resumed = _args(tmp_path / "b", steps=4, ckpt_every=2, resume=True)
+    train(_task(resumed, seed=99), resumed)  # a different init: everything must come from the checkpoint
+    assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a")[2:], rel=1e-6)
+
+
+def test_existing_run_needs_resume(tmp_path):
+    args = _args(tmp_path / "run", steps=2, ckpt_every=1)
+    train(_task(args), args)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(_task(args), args)
+
+
+def test_mismatched_config_names_both_files(tmp_path):
+    save_model(tmp_path, "vae", DiscreteVAE(TINY))
+    cfg = json.loads((tmp_path / "vae.json").read_text())
+    cfg["codebook"] = 64
+    (tmp_path / "vae.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path, "vae", DiscreteVAE, VAEConfig)
+    assert "vae.safetensors" in str(e.value) and "vae.json" in str(e.value)
+
+
+def test_damaged_weights_are_named(tmp_path):
+    save_model(tmp_path, "vae", DiscreteVAE(TINY))
+    path = tmp_path / "vae.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="vae.safetensors"):
+        load_model(tmp_path, "vae", DiscreteVAE, VAEConfig)
