@@ -49,6 +49,25 @@ def cmd_generate(a: argparse.Namespace) -> None:
     print(f"wrote {len(results)} images (best first) to {a.out}")
 
 
+def cmd_curves(a: argparse.Namespace) -> None:
+    import json
+
+    from .imaging import line_chart
+
+    log = a.run / "log.jsonl"
+    if not log.exists():
+        raise SystemExit(f"no training log at {log}")
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    series = {}
+    for key in a.keys.split(","):
+        points = [(r["samples"], {**r, **r.get("val", {})}[key]) for r in rows if key in {**r, **r.get("val", {})}]
+        if not points:
+            raise SystemExit(f"{log} has no {key!r}")
+        series[key] = points
+    line_chart(series, "training samples seen", a.keys.replace(",", ", ")).save(a.out)
+    print(f"wrote {a.out}")
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped assets/checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -89,6 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
     _model_options(e)
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("curves", help="plot metrics of a training run's log.jsonl against samples seen")
+    c.add_argument("run", type=Path, help="a run directory (for example checkpoints/shapes/runs/transformer)")
+    c.add_argument("--keys", default="loss", help="comma-separated metrics (default loss)")
+    c.add_argument("--out", type=Path, default=Path("curves.png"), help="output PNG (default curves.png)")
+    c.set_defaults(func=cmd_curves)
 
     from . import recipe  # the training and evaluation commands live with the recipe
     recipe.add_commands(sub)

@@ -92,7 +92,11 @@ def _number(v, name: str) -> float:
 
 
 class Dalle:
-    """Tokenizer + VAE + transformer + scorer, loaded from one checkpoint directory."""
+    """Tokenizer + VAE + transformer + scorer, loaded from one checkpoint directory.
+
+    `checkpoint` defaults to the shipped one; `device` "auto" picks CUDA when there is one; `bf16`
+    None uses bf16 autocast only where the hardware computes it natively (`bf16_supported`).
+    """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool | None = None):
         path = Path(checkpoint or DEFAULT_CHECKPOINT)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .evaluate import judge_image
+from .imaging import grid, line_chart
 from .facade import Dalle
 from .world import BACKGROUNDS, COLORS, PLURALS, RELATIONS, SHAPES, WHERE, parse_caption, render, scene_for
 
@@ -82,7 +82,6 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
                 examples.append((image, f"{'PASS' if ok else 'FAIL'}: {caption}"))
             row[label] = float(np.mean(passed))
             if samples_dir is not None:
-                from .imaging import grid
                 samples_dir.mkdir(parents=True, exist_ok=True)
                 grid([e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2).save(
                     samples_dir / f"{cat}-{label}.png")
@@ -127,28 +126,9 @@ def write_report(report: dict, out: Path) -> None:
 
 
 def _plot(report: dict, labels: list[str], path: Path) -> None:
-    """A small line chart of binding_1..4 accuracy against the number of objects."""
+    """Accuracy of binding_1..4 against the number of objects, one line per label."""
     ks = [k for k in range(1, 5) if f"binding_{k}" in report["results"]]
-    if not ks:
-        return
-    W, H, m = 420, 280, 40
-    img = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    d.line([(m, m), (m, H - m), (W - m, H - m)], fill="black")
-    for v in (0, 0.5, 1):
-        y = H - m - v * (H - 2 * m)
-        d.text((8, y - 5), f"{v:.1f}", fill="black", font=font)
-    x_of = {k: m + (k - 0.5) * (W - 2 * m) / 4 for k in ks}
-    for k in ks:
-        d.text((x_of[k] - 3, H - m + 6), str(k), fill="black", font=font)
-    for label, color in zip(labels, ["#d62728", "#1f77b4"]):
-        pts = [(x_of[k], H - m - report["results"][f"binding_{k}"][label] * (H - 2 * m)) for k in ks]
-        d.line(pts, fill=color, width=3)
-        for x, y in pts:
-            d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
-        d.text((W - m - 110, m + 14 * labels.index(label)), label.replace("_", " "), fill=color, font=font)
-    d.text((W // 2 - 90, H - 16), "objects in the prompt (binding_k)", fill="black", font=font)
-    d.text((m, 10), "accuracy", fill="black", font=font)
-    img.save(path)
-
+    if ks:
+        series = {label.replace("_", " "): [(k, report["results"][f"binding_{k}"][label]) for k in ks]
+                  for label in labels}
+        line_chart(series, "objects in the prompt (binding_k)", "accuracy").save(path)

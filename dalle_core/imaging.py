@@ -16,7 +16,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 images (B, S, S, 3) or (B, 3, S, S) tensors -> float in [0, 1] (B, 3, S, S)."""
-    t = torch.as_tensor(images)
+    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a copy: inputs may be read-only
     if t.shape[-1] == 3:
         t = t.permute(0, 3, 1, 2)
     return t.float() / 255.0
@@ -45,3 +45,40 @@ def grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, co
         for j, line in enumerate(lines[i]):
             draw.text((x, y + s + 2 + 11 * j), line, fill=(20, 20, 20), font=font)
     return canvas
+
+
+def line_chart(series: dict[str, Sequence[tuple[float, float]]], x_label: str, y_label: str,
+               size: tuple[int, int] = (480, 300)) -> Image.Image:
+    """A plain line chart of named (x, y) series, axes fitted to the data (y from 0 when all y >= 0)."""
+    W, H, m = *size, 46
+    points = [p for s in series.values() for p in s]
+    if not points:
+        raise ValueError("line_chart needs at least one point")
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0 = 0.0 if min(ys) >= 0 else min(ys)
+    y1 = max(ys) if max(ys) > y0 else y0 + 1
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return m + (x - x0) / (x1 - x0) * (W - 2 * m), H - m - (y - y0) / (y1 - y0) * (H - 2 * m)
+
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    d.line([(m, m), (m, H - m), (W - m, H - m)], fill="black")
+    for v in (y0, (y0 + y1) / 2, y1):
+        d.text((4, at(x0, v)[1] - 5), f"{v:.3g}", fill="black", font=font)
+    for v in (x0, (x0 + x1) / 2, x1):
+        d.text((at(v, y0)[0] - 12, H - m + 6), f"{v:.3g}", fill="black", font=font)
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    for i, (name, s) in enumerate(series.items()):
+        c = colors[i % len(colors)]
+        pts = [at(x, y) for x, y in s]
+        if len(pts) > 1:
+            d.line(pts, fill=c, width=2)
+        for x, y in pts if len(pts) <= 12 else []:
+            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=c)
+        d.text((W - m - 150, m - 30 + 12 * i), name, fill=c, font=font)
+    d.text((W // 2 - 3 * len(x_label), H - 16), x_label, fill="black", font=font)
+    d.text((m, 8), y_label, fill="black", font=font)
+    return img

@@ -41,6 +41,15 @@ def test_the_facade_runs_on_it(tiny):
     assert len(results) == 2
 
 
+def test_curves_of_a_run(tiny, tmp_path):
+    out = tmp_path / "curves.png"
+    r = dalle("curves", str(tiny / "runs" / "transformer"), "--keys", "loss,val_image_loss", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 1000
+    r = dalle("curves", str(tiny / "runs" / "transformer"), "--keys", "nonsense", "--out", str(out))
+    assert r.returncode != 0 and "no 'nonsense'" in r.stderr
+
+
 def test_finished_stages_are_skipped(tiny):
     r = dalle("train", "all", "--tiny", "--out", str(tiny))
     assert r.returncode == 0 and r.stdout.count("already done") == 6
