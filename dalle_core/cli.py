@@ -58,9 +58,10 @@ def cmd_curves(a: argparse.Namespace) -> None:
     if not log.exists():
         raise SystemExit(f"no training log at {log}")
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [{**r, **r.get("val", {})} for r in rows]  # training and validation metrics side by side
     series = {}
     for key in a.keys.split(","):
-        points = [(r["samples"], {**r, **r.get("val", {})}[key]) for r in rows if key in {**r, **r.get("val", {})}]
+        points = [(r["samples"], r[key]) for r in rows if key in r]
         if not points:
             raise SystemExit(f"{log} has no {key!r}")
         series[key] = points
