@@ -397,7 +397,7 @@ def render(scene: Scene, W: int = 64) -> np.ndarray:
     for o in scene.objects:
         for poly in shape_polygons(o.shape, o.cx * big, o.cy * big, o.s * big):
             draw.polygon(poly, fill=COLORS[o.color])
-    return np.asarray(img.resize((W, W), Image.Resampling.BOX))
+    return np.asarray(img.reduce(SUPERSAMPLE))  # the mean of each SUPERSAMPLE x SUPERSAMPLE block
 
 
 def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int) -> np.ndarray:
@@ -407,7 +407,7 @@ def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int) -> np.nda
     draw = ImageDraw.Draw(img)
     for poly in shape_polygons(shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, s * SUPERSAMPLE):
         draw.polygon(poly, fill=255)
-    return np.asarray(img.resize((W, W), Image.Resampling.BOX), dtype=np.float32) / 255.0
+    return np.asarray(img.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
 
 
 @dataclass
