@@ -133,6 +133,11 @@ def open_source(data: str, size: int = 64) -> Source:
     return ShapesWorld(size) if data == "shapes" else ImageFolder(data, size)
 
 
+def stream_seed(seed: int, rank: int, k: int) -> int:
+    """The integer seed of draw k of process `rank` in a run seeded `seed` (distinct for every (rank, k))."""
+    return seed * 1_000_003 + rank * 1_000_000_007 + k
+
+
 def make_batch(source: Source, batch_size: int, seed: int, rank: int, k: int) -> tuple[torch.Tensor, list[str]]:
     """Batch number k: images uint8 (B, 3, S, S) and B captions."""
     rng = random.Random(f"{seed}/{rank}/{k}")

@@ -24,8 +24,8 @@ from .data import open_source
 from .text import TextTokenizer
 from .train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
 from .train_vae import VAERecipe, VAETask
-from .training import TrainArgs, resolve_device, train
-from .transformer import DalleTransformer, TransformerConfig
+from .training import TrainArgs, barrier, init_distributed, rank_and_world, resolve_device, train
+from .transformer import DalleTransformer, TransformerConfig, paper_masks
 from .vae import DiscreteVAE, VAEConfig
 
 STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
@@ -66,6 +66,21 @@ TINY = Recipe(
     clip_steps=30, clip_batch=16,
 )
 
+# The paper's layout (256 px images, a 32 x 32 grid of 8192 codes, 256 text tokens of a 16384 BPE
+# vocabulary, row/column/conv masks) at a size for a few GPUs, for a folder of your own data
+# (`dalle train all --paper --data DIR --device cuda`; see docs/scaling.md). Batches are per process.
+PAPER = Recipe(
+    image_size=256, text_len=256, text_vocab=16384, captions=1_000_000,
+    vae=VAEConfig(f=8, codebook=8192, widths=(128, 256, 256, 512), n_res=2), vae_recipe=VAERecipe(val_images=256),
+    vae_steps=100_000, vae_batch=32, vae_lr=1e-3, decoder_steps=10_000, token_pairs=1_000_000,
+    transformer={"n_layer": 24, "n_head": 16, "n_embd": 1024, "attn_masks": paper_masks(24)},
+    transformer_steps=200_000, transformer_batch=8, transformer_lr=3e-4,
+    clip={"image_widths": (64, 128, 256, 256, 512, 512), "text_width": 512, "text_layers": 6, "text_heads": 8,
+          "embed_dim": 512},
+    clip_steps=50_000, clip_batch=128, clip_lr=5e-4,
+)
+PRESETS = {"shapes": Recipe(), "tiny": TINY, "paper": PAPER}
+
 
 @dataclass
 class Run:
@@ -79,13 +94,14 @@ class Run:
     threads: int = 0
     workers: int = 1
     judge: bool = True  # world evaluator metrics during validation (shapes world only)
+    accum: int = 1  # micro-batches per optimizer step
 
     def args(self, stage: str, steps: int, batch: int, lr: float, **kw) -> TrainArgs:
         every = max(steps // 6, 1)
-        return TrainArgs(out=str(self.out / "runs" / stage), steps=steps, batch_size=batch, lr=lr,
+        return TrainArgs(out=str(self.out / "runs" / stage), steps=steps, batch_size=batch, accum=self.accum, lr=lr,
                          warmup=min(200, max(steps // 10, 1)), seed=self.seed, device=self.device,
                          resume=self.resume, val_every=every, ckpt_every=max(every // 2, 1),
-                         threads=self.threads, workers=self.workers, **kw)
+                         log_every=max(1, min(25, steps // 10)), threads=self.threads, workers=self.workers, **kw)
 
 
 def done(out: Path, stage: str) -> bool:
@@ -96,11 +112,16 @@ def done(out: Path, stage: str) -> bool:
 
 
 def run_stage(stage: str, run: Run) -> None:
-    """Run one stage (its inputs must be finished already)."""
+    """Run one stage (its inputs must be finished already). Under torchrun every process trains;
+    the stages that do not train (tokenizer, tokens) and the copying of results run on rank 0 alone."""
     r, out, device = run.recipe, run.out, resolve_device(run.device)
+    lead = rank_and_world()[0] == 0
     source = open_source(run.data, r.image_size)
+    torch.manual_seed(run.seed)  # the same --seed gives the same initial weights
     t0 = time.time()
-    if stage == "tokenizer":
+    if stage in ("tokenizer", "tokens") and not lead:
+        pass  # rank 0 makes it; the barrier below waits for it
+    elif stage == "tokenizer":
         tok = TextTokenizer.train(source.captions(r.captions), r.text_len, r.text_vocab)
         tok.save(out)
         print(f"tokenizer: {tok.vocab_size} tokens, {len(tok.words)} words -> {out / 'tokenizer.json'}")
@@ -109,13 +130,13 @@ def run_stage(stage: str, run: Run) -> None:
         model = DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device)
         train(VAETask(model, source, args, r.vae_recipe, faithful=run.judge), args)
         model.cpu()
-        _promote(out / "runs" / "vae", out, "vae")
+        _promote(out / "runs" / "vae", out, "vae", lead)
     elif stage == "decoder":
         args = run.args("decoder", r.decoder_steps, r.vae_batch, r.decoder_lr)
         model = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         train(VAETask(model, source, args, replace(r.vae_recipe, decoder_only_from=0.0), faithful=run.judge), args)
         model.cpu()
-        _promote(out / "runs" / "decoder", out, "vae")
+        _promote(out / "runs" / "decoder", out, "vae", lead)
     elif stage == "tokens":
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         precompute_tokens(out / "runs" / "tokens.safetensors", source, vae, TextTokenizer.load(out), r.token_pairs,
@@ -130,21 +151,25 @@ def run_stage(stage: str, run: Run) -> None:
         task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
                                judge=run.judge)
         train(task, args)
-        _promote(out / "runs" / "transformer", out, "transformer")
+        _promote(out / "runs" / "transformer", out, "transformer", lead)
     elif stage == "clip":
         from .train_clip import ClipTask, make_clip
         tok = TextTokenizer.load(out)
         args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
         model = make_clip(tok, r.image_size, **r.clip).to(device)
         train(ClipTask(model, source, tok, args), args)
-        _promote(out / "runs" / "clip", out, "clip")
+        _promote(out / "runs" / "clip", out, "clip", lead)
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    _record(out, stage, time.time() - t0)
+    if lead:
+        _record(out, stage, time.time() - t0)
+    barrier()
 
 
-def _promote(run_dir: Path, out: Path, name: str) -> None:
-    """Copy a finished run's exported model into the checkpoint directory."""
+def _promote(run_dir: Path, out: Path, name: str, lead: bool = True) -> None:
+    """Copy a finished run's exported model into the checkpoint directory (on rank 0: `lead`)."""
+    if not lead:
+        return
     for suffix in (".safetensors", ".json"):
         src = run_dir / f"{name}{suffix}"
         if not src.exists():
@@ -167,23 +192,27 @@ def train_all(run: Run) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
     for stage in STAGES:
         if done(run.out, stage):
-            print(f"{stage}: already done, skipped")
+            if rank_and_world()[0] == 0:
+                print(f"{stage}: already done, skipped")
             continue
         run_stage(stage, run)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    recipe = TINY if a.tiny else Recipe()
+    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes"]
     for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
         if getattr(a, name, None):
             recipe = replace(recipe, **{name: getattr(a, name)})
+    init_distributed(a.device)
     run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
-              judge=a.data == "shapes")
+              judge=a.data == "shapes", accum=a.accum)
     if a.stage == "all":
         train_all(run)
     else:
         run.out.mkdir(parents=True, exist_ok=True)
         run_stage(a.stage, run)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -198,12 +227,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             t.set_defaults(stage=stage)
         t.add_argument("--out", default="checkpoints/shapes", help="checkpoint directory (default checkpoints/shapes)")
         t.add_argument("--data", default="shapes", help="'shapes' (default) or a folder of images with .txt captions")
-        t.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
+        size = t.add_mutually_exclusive_group()
+        size.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
+        size.add_argument("--paper", action="store_true",
+                          help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs")
         t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         t.add_argument("--seed", type=int, default=0)
         t.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
         t.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
+        t.add_argument("--accum", type=int, default=1,
+                       help="micro-batches per optimizer step (gradient accumulation; default 1)")
         t.add_argument("--vae-steps", dest="vae_steps", type=int, help="override the VAE's training steps")
         t.add_argument("--decoder-steps", dest="decoder_steps", type=int,
                        help="override the decoder fine-tuning steps")

@@ -352,17 +352,17 @@ class ClipTask:
         self.device = next(model.parameters()).device
         self.val = validation_set(source, self.recipe.val_pairs)
 
-    def batches(self, start: int) -> Iterator[ClipBatch]:
+    def batches(self, start: int, rank: int = 0) -> Iterator[ClipBatch]:
         none = torch.zeros(0, dtype=torch.long)
         if not isinstance(self.source, ShapesWorld):
-            for images, captions in batch_loader(self.source, self.args.batch_size, self.args.seed, start=start,
+            for images, captions in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
                                                  workers=self.args.workers):
                 yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(captions, warn=False), none, none))
             return
         r = self.recipe
         for k in count(start):
-            images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, 0, k, self.source.size)
-            rng = random.Random(f"{self.args.seed}/0/{k}/negatives")
+            images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, self.source.size)
+            rng = random.Random(f"{self.args.seed}/{rank}/{k}/negatives")
             images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
                                                                     r.negative_images, rng)
             yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(texts, warn=False),

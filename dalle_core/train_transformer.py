@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import read_json, read_tensors, save_model, write_json, write_tensors
-from .data import Source, make_batch, validation_batch
+from .data import Source, make_batch, stream_seed, validation_batch
 from .evaluate import judge_image
 from .imaging import grid, to_uint8
 from .sampling import SamplingParams, generate
@@ -79,10 +79,10 @@ class TransformerTask:
         self.val_text, self.val_image = t["val_text"].long(), t["val_image"].long()
         self.device = next(model.parameters()).device
 
-    def batches(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, start: int, rank: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         k = start
         while True:
-            g = torch.Generator().manual_seed(self.args.seed * 1_000_003 + k)
+            g = torch.Generator().manual_seed(stream_seed(self.args.seed, rank, k))
             idx = torch.randint(len(self.text), (self.args.batch_size,), generator=g)
             text = self.text[idx].clone()
             drop = torch.rand(len(idx), generator=g) < self.recipe.caption_dropout

@@ -85,8 +85,8 @@ class VAETask:
         beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
         return tau, beta, t >= r.hard_from
 
-    def batches(self, start: int) -> Iterator[torch.Tensor]:
-        for images, _ in batch_loader(self.source, self.args.batch_size, self.args.seed, start=start,
+    def batches(self, start: int, rank: int = 0) -> Iterator[torch.Tensor]:
+        for images, _ in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
                                       workers=self.args.workers):
             yield images.float().div(255).to(self.device)
 

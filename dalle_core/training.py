@@ -2,14 +2,22 @@
 
 Each trainer is a `Task`: it names its model, streams its batches, computes its loss
 and validates; this loop adds the rest: AdamW with warm-up and cosine decay, bf16
-autocast, a progress bar, a JSON-lines log, and atomic checkpoints that `--resume`
-continues exactly (step k always sees batch k and the random seed (seed, k)).
+autocast, gradient accumulation, a progress bar, a JSON-lines log, and atomic checkpoints
+that `--resume` continues exactly (micro-batch k of rank r always sees batch (seed, r, k)
+and the random seed `stream_seed(seed, r, k)`).
+
+Under `torchrun` (`init_distributed`) the loop runs the task's loss through
+DistributedDataParallel: every process draws its own batches (its rank is part of the
+batch seed), gradients are averaged across processes, and only rank 0 validates, logs
+and writes checkpoints. The batch of one optimizer step is batch_size x accum x processes.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -17,9 +25,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_training, remove_partial, save_training
+from .data import stream_seed
 
 
 @dataclass
@@ -27,7 +38,8 @@ class TrainArgs:
     """Options common to every trainer."""
     out: str
     steps: int = 1000
-    batch_size: int = 64
+    batch_size: int = 64  # per process and micro-batch
+    accum: int = 1  # micro-batches per optimizer step (gradient accumulation)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup: int = 100
@@ -44,6 +56,8 @@ class TrainArgs:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
     def __post_init__(self):
+        if self.accum < 1:
+            raise ValueError(f"accum must be at least 1, got {self.accum}")
         if self.bf16 is None:
             self.bf16 = bf16_supported(resolve_device(self.device))
 
@@ -53,13 +67,51 @@ class Task(Protocol):
     name: str
     model: torch.nn.Module
 
-    def batches(self, start: int) -> Iterator[Any]: ...
+    def batches(self, start: int, rank: int = 0) -> Iterator[Any]: ...
 
     def loss(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
 
     def validate(self, step: int, out: Path) -> dict[str, float]: ...
 
     def export(self, out: Path) -> None: ...
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
+    """Join the process group that `torchrun` describes in the environment (gloo on CPU, NCCL on
+    CUDA, each process on the GPU of its LOCAL_RANK); returns (rank, processes), (0, 1) outside torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = resolve_device(device) == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # Rank 0 alone runs the stages that are not training (the token cache, say); the others wait.
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=6))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, processes) of the current process group, (0, 1) without one."""
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def barrier() -> None:
+    """Wait for every process (nothing without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class _TaskLoss(torch.nn.Module):
+    """`task.loss` as the forward of a module holding the task's model, so that DistributedDataParallel,
+    which hooks a module's forward, sees every loss whatever methods of the model it calls."""
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.model = task.model
+        self.task = task
+
+    def forward(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.task.loss(batch, step)
 
 
 def resolve_device(device: str) -> str:
@@ -109,9 +161,10 @@ def make_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.AdamW
 
 
 def train(task: Task, args: TrainArgs) -> dict[str, float]:
-    """Train `task.model` for `args.steps` steps; returns the last validation metrics."""
+    """Train `task.model` for `args.steps` optimizer steps; returns the last validation metrics."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    rank, world = rank_and_world()
     out = Path(args.out)
     opt = make_optimizer(task.model, args)
     start, metrics = 0, {}
@@ -119,54 +172,87 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     if ckpt is not None and not args.resume:
         raise CheckpointError(f"{out} already holds a run (last checkpoint {ckpt.name}): "
                               "pass --resume to continue it, or choose another --out")
+    barrier()  # every process has seen the same checkpoints before rank 0 may tidy up
     if ckpt is not None:
-        remove_partial(out)
+        if rank == 0:
+            remove_partial(out)
         state = load_training(ckpt, {task.name: task.model}, opt)
         start, metrics = state["step"], state.get("metrics", {})
-        print(f"resuming {task.name} from {ckpt} (step {start})")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "args.json").write_text(json.dumps(asdict(args), indent=2))
-    log = (out / "log.jsonl").open("a")
+        if rank == 0:
+            print(f"resuming {task.name} from {ckpt} (step {start})")
     device, bf16 = task_device(task), args.bf16
-    bar = tqdm(total=args.steps, initial=start, desc=f"train {task.name}", dynamic_ncols=True)
-    batches = task.batches(start)
+    step_loss: torch.nn.Module = _TaskLoss(task)
+    if world > 1:  # broadcasts rank 0's weights, then averages gradients in backward
+        step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # the decoder-only VAE stage
+    log = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "args.json").write_text(json.dumps({**asdict(args), "processes": world}, indent=2))
+        log = (out / "log.jsonl").open("a")
+    bar = tqdm(total=args.steps, initial=start, desc=f"train {task.name}", dynamic_ncols=True, disable=rank != 0)
+    per_step = args.batch_size * args.accum * world
+    batches = task.batches(start * args.accum, rank)
     t0, seen = time.time(), 0
     for step in range(start, args.steps):
         task.model.train()
-        batch = next(batches)
-        torch.manual_seed(args.seed * 1_000_003 + step)  # after the batch: a loader may draw from torch's RNG
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        with autocast(device, bf16):
-            loss, logs = task.loss(batch, step)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        logs: dict[str, float] = {}
+        for i in range(args.accum):
+            micro = step * args.accum + i
+            batch = next(batches)
+            torch.manual_seed(stream_seed(args.seed, rank, micro))  # after the batch: a loader may use torch's RNG
+            last = i == args.accum - 1
+            sync = step_loss.no_sync() if world > 1 and not last else contextlib.nullcontext()
+            with sync:
+                with autocast(device, bf16):
+                    loss, micro_logs = step_loss(batch, step)
+                (loss / args.accum).backward()
+            for k, v in micro_logs.items():
+                logs[k] = logs.get(k, 0.0) + v / args.accum
         if args.grad_clip:
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), args.grad_clip)
         opt.step()
-        seen += args.batch_size
+        seen += per_step
+        done = step + 1
+        if rank != 0:
+            continue
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-        done = step + 1
         if done % args.log_every == 0 or done == args.steps:
             rate = seen / max(time.time() - t0, 1e-9)
-            log.write(json.dumps({"step": done, "samples": done * args.batch_size, "lr": lr_at(step, args),
+            log.write(json.dumps({"step": done, "samples": done * per_step, "lr": lr_at(step, args),
                                   "samples_per_s": round(rate, 2), **logs}) + "\n")
             log.flush()
         if done % args.val_every == 0 or done == args.steps:
             task.model.eval()
             with torch.no_grad():
                 metrics = task.validate(done, out)
-            log.write(json.dumps({"step": done, "samples": done * args.batch_size, "val": metrics}) + "\n")
+            log.write(json.dumps({"step": done, "samples": done * per_step, "val": metrics}) + "\n")
             log.flush()
             bar.write(f"[{task.name} step {done}] " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if done % args.ckpt_every == 0 or done == args.steps:
             save_training(out, done, {task.name: task.model}, opt, {"metrics": metrics})
     bar.close()
-    log.close()
     task.model.eval()
-    task.export(out)
+    spread = replica_spread(task.model) if world > 1 else 0.0
+    if rank == 0:
+        if world > 1:  # the replicas must have stayed equal: a number the log keeps as evidence
+            log.write(json.dumps({"step": args.steps, "processes": world, "replica_max_abs_diff": spread}) + "\n")
+        log.close()
+        task.export(out)
+    barrier()  # nobody moves on (to the next stage, say) before rank 0 has exported
     return metrics
+
+
+def replica_spread(model: torch.nn.Module) -> float:
+    """The largest difference of any parameter between the processes' copies of `model` (0.0 when they agree)."""
+    flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+    high, low = flat.clone(), flat.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return (high - low).max().item()
 
 
 def task_device(task: Task) -> str:

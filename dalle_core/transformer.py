@@ -91,6 +91,12 @@ class TransformerConfig:
         return self.image_vocab
 
 
+def paper_masks(n_layer: int) -> tuple[str, ...]:
+    """The paper's layout: layer i (1-based) uses "column" when (i - 2) % 4 == 0, else "row";
+    the last layer "conv"."""
+    return tuple("column" if (i - 2) % 4 == 0 else "row" for i in range(1, n_layer)) + ("conv",)
+
+
 def build_mask(kind: str, text_len: int, grid: int, conv_kernel: int) -> torch.Tensor:
     """Boolean (L, L) attention mask of one kind (True = may attend), as in the module docstring."""
     T, N = text_len, grid * grid
