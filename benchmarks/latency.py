@@ -1,0 +1,124 @@
+"""Latency of the app's default request and the server's memory, measured on a real demo server.
+
+Usage: python benchmarks/latency.py [--threads 2] [--repeat 5]
+
+1. The default request (16 candidates, the best 4 shown, top-k 64, guidance 3): time to the first
+   streamed preview and to the final ranked grid, through `Dalle.generate_stream` in this process,
+   and end to end through the Gradio API of a `python -m demo` server on loopback (gradio_client).
+2. Memory: resident set size (VmRSS) of that server idle, and its peak (VmHWM) after serving requests
+   of 64 candidates.
+"""
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dalle_core.facade import Dalle
+
+from common import median_seconds, record
+
+PROMPT = "two red circles above a blue square"
+DEFAULT = {"n": 4, "candidates": 16, "temperature": 1.0, "top_k": 64, "top_p": 1.0, "guidance": 3.0}
+
+
+def first_and_final(stream) -> tuple[float, float]:
+    """Seconds to the first item of an iterator and to its end."""
+    t0 = time.perf_counter()
+    first = None
+    for _ in stream:
+        if first is None:
+            first = time.perf_counter() - t0
+    return first, time.perf_counter() - t0
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of a process, in KiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    rows = []
+
+    model = Dalle(device="cpu")
+    for seed in range(2):  # warm-up
+        model.generate(PROMPT, seed=seed, **DEFAULT)
+    runs = [first_and_final(model.generate_stream(PROMPT, seed=s, **DEFAULT)) for s in range(a.repeat)]
+    rows.append({"path": "Dalle.generate_stream (in process)", "first_preview_s": statistics.median(r[0] for r in runs),
+                 "final_grid_s": statistics.median(r[1] for r in runs)})
+    print(rows[-1])
+    batch = median_seconds(lambda: model.generate(PROMPT, seed=0, **DEFAULT), repeat=a.repeat)
+    rows.append({"path": "Dalle.generate (no previews)", "first_preview_s": float("nan"), "final_grid_s": batch})
+    print(rows[-1])
+    del model
+
+    from gradio_client import Client
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": str(a.threads)}
+    server = subprocess.Popen([sys.executable, "-m", "demo", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = Client(url, analytics_enabled=False, verbose=False, download_files=False)
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the demo server did not start")
+                time.sleep(0.5)
+        idle = memory_kib(server.pid)
+
+        def ui_request(candidates: int, seed: int):
+            return client.submit(PROMPT, candidates, 4, 1.0, 64, 1.0, 3.0, seed, False, api_name="/generate")
+
+        for seed in range(2):
+            ui_request(16, seed).result()
+        runs = [first_and_final(ui_request(16, seed)) for seed in range(a.repeat)]
+        rows.append({"path": "Gradio API via gradio_client (server on loopback)",
+                     "first_preview_s": statistics.median(r[0] for r in runs),
+                     "final_grid_s": statistics.median(r[1] for r in runs)})
+        print(rows[-1])
+        after_16 = memory_kib(server.pid)
+        for seed in range(3):
+            ui_request(64, seed).result()
+        after_64 = memory_kib(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    record("latency", rows, f"The app's default request ({DEFAULT['candidates']} candidates, top-k 64, guidance 3, "
+                            f"best 4 shown), prompt {PROMPT!r}, medians of {a.repeat} after 2 warm-ups. "
+                            "The Gradio path includes the queue, PNG encoding and the HTTP/SSE round trip (the client "
+                            "receives image URLs and does not download them).")
+    mib = 1024
+    record("memory", [
+        {"server state": "idle, after start", "rss_mib": idle["VmRSS"] / mib, "peak_rss_mib": idle["VmHWM"] / mib},
+        {"server state": f"after {2 + a.repeat} requests of 16", "rss_mib": after_16["VmRSS"] / mib,
+         "peak_rss_mib": after_16["VmHWM"] / mib},
+        {"server state": "after 3 requests of 64 candidates", "rss_mib": after_64["VmRSS"] / mib,
+         "peak_rss_mib": after_64["VmHWM"] / mib},
+    ], "Resident memory of a `python -m demo` server process on the shipped weights (VmRSS now, VmHWM the peak "
+       "since start), read from /proc.")
+
+
+if __name__ == "__main__":
+    main()
