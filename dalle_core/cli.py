@@ -34,13 +34,15 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
-    from .facade import Dalle
+    from .facade import Dalle, Settings
     from .imaging import grid
 
-    model = Dalle(a.checkpoint, a.device)
+    settings = dict(n=a.n, candidates=max(a.candidates, a.n), temperature=a.temperature, top_k=a.top_k,
+                    top_p=a.top_p, guidance=a.guidance, seed=a.seed)
     try:
-        results = model.generate(a.prompt, n=a.n, candidates=max(a.candidates, a.n), temperature=a.temperature,
-                                 top_k=a.top_k, top_p=a.top_p, guidance=a.guidance, seed=a.seed)
+        Settings(**settings)  # bad settings are reported before the model loads
+        model = Dalle(a.checkpoint, a.device)
+        results = model.generate(a.prompt, **settings)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from e
     for word in model.unknown_words(a.prompt):
@@ -120,10 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     recipe.add_commands(sub)
 
     a = p.parse_args(argv)
+    from .checkpoint import CheckpointError
+
     try:
         a.func(a)
     except KeyboardInterrupt:
         sys.exit(130)
+    except CheckpointError as e:  # missing, damaged or mismatched: the message names the file and what to do
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ from .vae import DiscreteVAE, VAEConfig
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoint"
 MAX_CANDIDATES = 64
 MAX_SEED = 2**63 - 1
+# sampling runs in float32: beyond these the logits overflow, or top_p rounds to 0, and no token can be drawn
+TEMPERATURE_RANGE = (0.01, 100.0)
+TOP_P_RANGE = (1e-6, 1.0)
+GUIDANCE_RANGE = (1.0, 100.0)
 PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
 
 
@@ -71,6 +75,7 @@ class Settings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {v!r}")
+            setattr(self, name, int(v))  # the sampler takes Python ints only
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise ValueError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
         if not 1 <= self.n <= self.candidates:
@@ -80,14 +85,17 @@ class Settings:
         if self.top_k == 0:
             self.top_k = None
         # the sampler checks temperature, top_k, top_p and guidance the same way everywhere
-        self.params = SamplingParams(temperature=_number(self.temperature, "temperature"), top_k=self.top_k,
-                                     top_p=_number(self.top_p, "top_p"), guidance=_number(self.guidance, "guidance"),
-                                     seed=int(self.seed))
+        self.params = SamplingParams(temperature=_number(self.temperature, "temperature", *TEMPERATURE_RANGE),
+                                     top_k=self.top_k, top_p=_number(self.top_p, "top_p", *TOP_P_RANGE),
+                                     guidance=_number(self.guidance, "guidance", *GUIDANCE_RANGE), seed=self.seed)
 
 
-def _number(v, name: str) -> float:
+def _number(v, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """`v` as a float; ValueError unless it is a finite number, or if it is outside [low, high]."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if not low <= v <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {v!r}")
     return float(v)
 
 
@@ -136,6 +144,10 @@ class Dalle:
             raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
         if not prompt.strip():
             raise ValueError("the prompt is empty: describe the image, e.g. 'a red circle above a blue square'")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: JSON "\ud800" escapes, undecodable command-line bytes
+            raise ValueError("the prompt is not valid Unicode text (it has unpaired surrogate characters)") from None
         ids, truncated = self.tokenizer.encode(prompt)
         notes = []
         unknown = self.tokenizer.unknown_words(prompt)
@@ -191,16 +203,23 @@ class Dalle:
                 arr = np.stack([arr] * 3, axis=-1)
             if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or arr.size == 0:
                 raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+            if arr.dtype.kind not in "biuf":
+                raise ValueError(f"an image array must hold numbers, got {arr.dtype}")
             if arr.dtype != np.uint8:
                 arr = np.clip(arr, 0, 255).astype(np.uint8)
             image = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
         if not isinstance(image, Image.Image):
             raise ValueError(f"expected an image, got {type(image).__name__}")
-        return to_square(image, self.image_size)
+        try:
+            return to_square(image, self.image_size)
+        except OSError as e:  # Pillow decodes lazily: a truncated or damaged file fails here
+            raise ValueError(f"the image could not be read ({e})") from None
 
     def snap_mask(self, mask: np.ndarray) -> tuple[int, int]:
         """The (row, col) of the smallest bottom-right token rectangle that covers a painted mask (any size)."""
         m = np.asarray(mask)
+        if m.dtype.kind not in "biuf":
+            raise ValueError(f"a mask must hold numbers, got {m.dtype}")
         if m.ndim == 3:
             m = m[..., -1] if m.shape[-1] in (2, 4) else m.max(-1)
         if m.ndim != 2 or m.size == 0:

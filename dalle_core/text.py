@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from .checkpoint import CheckpointError, read_json
+
 PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
@@ -89,7 +91,15 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, directory: str | Path) -> "TextTokenizer":
-        """Load what `save` wrote."""
+        """Load what `save` wrote; CheckpointError naming the file if one is missing or damaged."""
         directory = Path(directory)
-        meta = json.loads((directory / "text.json").read_text())
-        return cls(Tokenizer.from_file(str(directory / "tokenizer.json")), meta["length"], meta["words"])
+        meta, path = read_json(directory / "text.json"), directory / "tokenizer.json"
+        if not isinstance(meta, dict) or not {"length", "words"} <= set(meta):
+            raise CheckpointError(f"{directory / 'text.json'} has no 'length' and 'words'")
+        if not path.exists():
+            raise CheckpointError(f"missing file {path}")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as e:  # the tokenizers library raises plain Exceptions
+            raise CheckpointError(f"{path} is damaged or not a tokenizer file ({e})") from e
+        return cls(tokenizer, meta["length"], meta["words"])

@@ -10,6 +10,7 @@ Routes (answering JSON in OpenAI's shapes, but for the image files):
 - ``GET /v1/models``: the one model served.
 - ``GET /v1/files/<id>.png``: images returned as ``url``, kept in memory for a limited time. The
   random id is the only key to them (like OpenAI's signed URLs), so they need no API key.
+- ``GET /v1/openapi.json``: the OpenAPI document of these routes (`demo.openapi`), no API key needed.
 
 Each returned image is the best of ``api_candidates`` samples (at least ``n``) by the scorer.
 Errors are ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status, which
@@ -38,7 +39,7 @@ from starlette.datastructures import UploadFile
 
 from dalle_core.facade import MAX_CANDIDATES, Dalle, Result
 
-from .images import center_square, enlarge, native_pixels, png_bytes
+from .images import MAX_IMAGE_PIXELS, center_square, enlarge, native_pixels, png_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +51,6 @@ DEFAULT_SIZE = "1024x1024"  # as OpenAI's
 MAX_N = 10
 MAX_PROMPT_CHARS = 1000
 MAX_IMAGE_BYTES = 4 * 2**20  # per uploaded file, as OpenAI's edits
-MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_JSON_BYTES = 2**20
 MAX_FORM_BYTES = 2 * MAX_IMAGE_BYTES + 2**16  # an image, a mask and the text fields
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -140,6 +140,7 @@ def add_api_routes(app: FastAPI, model: Dalle, api_key: str | None = None, api_c
         ("/v1/images/edits", api.edits, "POST"),
         ("/v1/models", api.models, "GET"),
         ("/v1/files/{file_id}.png", api.file, "GET"),
+        ("/v1/openapi.json", api.openapi, "GET"),
         ("/v1/{rest:path}", api.not_found, "GET POST PUT PATCH DELETE"),  # last: anything else under /v1
     ]
     for path, handler, methods in routes:
@@ -224,6 +225,12 @@ class ImagesAPI:
             raise APIError(404, "No such image: images returned as URLs are kept for a limited time only.",
                            code="not_found")
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def openapi(self, request: Request) -> Response:
+        """GET /v1/openapi.json: the OpenAPI document of these routes (no API key: it holds no secret)."""
+        from .openapi import openapi_document  # that module reads this one's limits
+
+        return JSONResponse(openapi_document())
 
     async def not_found(self, request: Request) -> Response:
         """Anything else under /v1."""
@@ -329,15 +336,17 @@ async def _read_image(upload: Any, param: str) -> Image.Image:
     if len(data) > MAX_IMAGE_BYTES:
         raise APIError(413, f"The {param} is too large: at most {MAX_IMAGE_BYTES // 2**20} MB.", param=param,
                        code="too_large")
+    too_large = f"The {param} is too large: at most {MAX_IMAGE_PIXELS} pixels (4096x4096)"
     try:
         image = Image.open(io.BytesIO(data))
         if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
-            raise APIError(400, f"The {param} is too large: at most {MAX_IMAGE_PIXELS} pixels, got "
-                                f"{image.size[0]}x{image.size[1]}.", param=param)
+            raise APIError(400, f"{too_large}, got {image.size[0]}x{image.size[1]}.", param=param)
         image.load()
     except APIError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own limit (`refuse_huge_images`), checked as it opens the file
+        raise APIError(400, f"{too_large}.", param=param) from None
+    except (OSError, SyntaxError, ValueError):
         raise APIError(400, f"The {param} is not an image this server can read: send a PNG.", param=param,
                        code="invalid_image_format") from None
     return image

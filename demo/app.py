@@ -15,10 +15,13 @@ from typing import TypeVar
 
 import gradio as gr
 import numpy as np
+from gradio.components.image_editor import EditorData, EditorValue
+from PIL import Image
 
 from dalle_core.facade import DEFAULT_CHECKPOINT, MAX_CANDIDATES, Dalle, Progress
 
-from .images import DISPLAY_SIZE, PngFolder, center_square, enlarge, native_pixels, outline_region, painted_mask
+from .images import (DISPLAY_SIZE, MAX_IMAGE_PIXELS, PngFolder, center_square, enlarge, native_pixels,
+                     outline_region, painted_mask)
 
 EXAMPLE_PROMPTS = [
     "a red circle",
@@ -89,12 +92,12 @@ def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
                             "lower-right area** to redraw, describe the whole picture, and press Complete.")
                 with gr.Row():
                     with gr.Column():
-                        editor = gr.ImageEditor(
+                        editor = explain_unreadable_uploads(gr.ImageEditor(
                             type="numpy", image_mode="RGBA", format="png", label="Image: paint what to redraw",
                             sources=("upload", "clipboard"), transforms=(), layers=False,
                             canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE), elem_id="editor",
                             brush=gr.Brush(default_size="auto", colors=[(BRUSH_COLOR, 0.6)], color_mode="fixed"),
-                            elem_classes=["crisp"])
+                            elem_classes=["crisp"]))
                         image_status = gr.Markdown(elem_id="image-status")
                         edit_prompt = gr.Textbox(label="Prompt for the whole image", max_lines=2,
                                                  elem_id="edit-prompt", render=False)  # shown further down
@@ -170,6 +173,27 @@ def sampling_controls(max_candidates: int) -> list[gr.components.Component]:
             seed = gr.Number(0, precision=0, minimum=0, label="Seed")
             random_seed = gr.Checkbox(True, label="Random seed", info="pick a new seed each time (shown here after)")
     return [candidates, show, temperature, top_k, top_p, guidance, seed, random_seed]
+
+
+def explain_unreadable_uploads(editor: gr.ImageEditor) -> gr.ImageEditor:
+    """The editor, telling the user why an upload cannot be used (Gradio's own message names no cause).
+
+    It wraps the instance's `preprocess`, where Gradio decodes uploads with Pillow: a subclass would
+    do the same, but Gradio writes a `.pyi` file beside the module of every component subclass.
+    """
+    preprocess = editor.preprocess
+
+    def checked(payload: EditorData | None) -> EditorValue | None:
+        try:
+            return preprocess(payload)
+        except Image.DecompressionBombError:
+            raise _error(f"The image is too large: at most {MAX_IMAGE_PIXELS} pixels (4096x4096).") from None
+        except (OSError, SyntaxError, ValueError):  # not an image, truncated, damaged
+            raise _error("The upload is not an image this app can read, or it is damaged: use a PNG, JPEG, GIF or "
+                         "WebP file.") from None
+
+    editor.preprocess = checked
+    return editor
 
 
 def result_gallery(label: str, elem_id: str) -> gr.Gallery:
@@ -315,7 +339,8 @@ class Handlers:
                 for line in p.notes:
                     gr.Warning(line[0].upper() + line[1:])
             if p.results is None:
-                previews = [(enlarge(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)]
+                # native size (1/16 of the pixels to encode per row); the gallery scales them up crisply
+                previews = [(Image.fromarray(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)]
                 yield (previews, f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
                        seed, [], None)
                 continue

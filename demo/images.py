@@ -16,6 +16,18 @@ from PIL import Image, ImageDraw
 
 DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
 REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
+MAX_IMAGE_PIXELS = 4096 * 4096  # the largest upload the server decodes (app and API): 64 MB as RGBA
+
+
+def refuse_huge_images() -> None:
+    """Make Pillow refuse, process-wide, to open images of more than `MAX_IMAGE_PIXELS` (decompression bombs).
+
+    Gradio decodes the app's uploads with Pillow before any code of ours sees them, so Pillow's own
+    limit is the one that holds there: it raises `DecompressionBombError` above twice its
+    `MAX_IMAGE_PIXELS` (and only warns above it). Its default let a 12 kB PNG of 10000x10000 px through, which
+    took 2.8 GB of memory to decode.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS // 2
 
 
 def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:

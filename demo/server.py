@@ -12,6 +12,7 @@ from dalle_core.facade import MAX_CANDIDATES, Dalle
 
 from .api import add_api_routes
 from .app import CSS, build_demo
+from .images import refuse_huge_images
 
 MAX_UPLOAD = "10mb"  # for the app's uploads; the API has its own limits
 QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
@@ -25,6 +26,7 @@ def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] |
     the best of `api_candidates` samples; `max_candidates` caps the app's slider; when `max_waiting` API
     requests already wait for the model, more get 429.
     """
+    refuse_huge_images()
     app = FastAPI(title="Laptop DALL·E", docs_url=None, redoc_url=None, openapi_url=None)
     add_api_routes(app, model, api_key=api_key, api_candidates=api_candidates, max_waiting=max_waiting)
     demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
@@ -41,6 +43,7 @@ def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_ke
     Returns (the running Blocks, local URL, public share URL or None) without blocking; call
     `.block_thread()` on the Blocks to wait, `.close()` to stop.
     """
+    refuse_huge_images()
     demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
     app, local_url, share_url = demo.launch(share=share, server_name=host, server_port=port, auth=auth, css=CSS,
                                             max_file_size=MAX_UPLOAD, footer_links=["api"], prevent_thread_lock=True,

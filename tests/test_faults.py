@@ -1,0 +1,142 @@
+"""Damaged and missing checkpoints: each gives a `CheckpointError` that names the file (or says how to get a
+checkpoint), at every entry point that loads one: the facade, `dalle generate`, `dalle eval`, `dalle-demo`.
+
+Killing a training run with SIGKILL and resuming it is tested in test_recipe.py (one process) and
+test_distributed.py (torchrun); a damaged run checkpoint in test_vae.py.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dalle_core.checkpoint import CheckpointError
+from dalle_core.cli import main as dalle
+from dalle_core.facade import Dalle
+
+
+@pytest.fixture
+def checkpoint(demo_checkpoint: Path, tmp_path: Path) -> Path:
+    """A copy of the test checkpoint, to damage."""
+    return Path(shutil.copytree(demo_checkpoint, tmp_path / "checkpoint"))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def garble_header(path: Path) -> None:
+    """Overwrite the start of the JSON header (after its 8-byte length) with bytes that are not JSON."""
+    data = bytearray(path.read_bytes())
+    data[8:24] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
+def oversize_header(path: Path) -> None:
+    """Claim a header longer than the file."""
+    data = bytearray(path.read_bytes())
+    data[:8] = (2**40).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+
+
+def reshape_a_tensor(path: Path) -> None:
+    """A valid safetensors file whose first tensor has another shape."""
+    tensors = load_file(str(path))
+    name = next(iter(tensors))
+    tensors[name] = torch.zeros(3, 5)
+    save_file(tensors, str(path))
+
+
+def drop_a_tensor(path: Path) -> None:
+    tensors = load_file(str(path))
+    tensors.pop(next(iter(tensors)))
+    save_file(tensors, str(path))
+
+
+def add_a_tensor(path: Path) -> None:
+    save_file({**load_file(str(path)), "extra.weight": torch.zeros(1)}, str(path))
+
+
+def pickle_instead(path: Path) -> None:
+    """A pickle (as torch.save writes) under the safetensors name: refused, never unpickled."""
+    path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+
+
+def empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "truncated": (truncate, "is damaged or not a safetensors file"),
+    "garbled header": (garble_header, "is damaged or not a safetensors file"),
+    "oversized header": (oversize_header, "is damaged or not a safetensors file"),
+    "empty": (empty, "is damaged or not a safetensors file"),
+    "a pickle": (pickle_instead, "is damaged or not a safetensors file"),
+    "a tensor of another shape": (reshape_a_tensor, "do not fit"),
+    "a tensor missing": (drop_a_tensor, "do not fit"),
+    "an unexpected tensor": (add_a_tensor, "do not fit"),
+}
+
+
+@pytest.mark.parametrize("name", ["vae", "transformer", "clip"])
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_weights_name_the_file(checkpoint: Path, name: str, damage: str):
+    spoil, words = DAMAGE[damage]
+    weights = checkpoint / f"{name}.safetensors"
+    spoil(weights)
+    with pytest.raises(CheckpointError, match=words) as e:
+        Dalle(checkpoint, device="cpu")
+    assert str(weights) in str(e.value)
+
+
+@pytest.mark.parametrize("file", ["vae.safetensors", "transformer.json", "clip.safetensors", "tokenizer.json",
+                                  "text.json"])
+def test_missing_files_are_named(checkpoint: Path, file: str):
+    (checkpoint / file).unlink()
+    with pytest.raises(CheckpointError, match="missing") as e:
+        Dalle(checkpoint, device="cpu")
+    assert str(checkpoint / file) in str(e.value)
+
+
+@pytest.mark.parametrize("file, content, words", [
+    ("vae.json", "{not json", "is not valid JSON"), ("vae.json", '{"colour": 1}', "does not know"),
+    ("text.json", "[1, 2]", "has no 'length' and 'words'"), ("text.json", "\xff\xfe", "is not valid JSON"),
+    ("tokenizer.json", '{"model": 3}', "is damaged or not a tokenizer file"),
+    ("tokenizer.json", "", "is damaged or not a tokenizer file"),
+])
+def test_broken_configs_are_named(checkpoint: Path, file: str, content: str, words: str):
+    (checkpoint / file).write_text(content)
+    with pytest.raises(CheckpointError, match=words) as e:
+        Dalle(checkpoint, device="cpu")
+    assert file in str(e.value)
+
+
+def test_the_command_line_reports_a_damaged_checkpoint(checkpoint: Path, tmp_path: Path):
+    truncate(checkpoint / "transformer.safetensors")
+    with pytest.raises(SystemExit) as e:
+        dalle(["generate", "a red circle", "--checkpoint", str(checkpoint), "--device", "cpu",
+               "--out", str(tmp_path / "out.png")])
+    assert str(e.value.code).startswith("error: ") and "transformer.safetensors is damaged" in str(e.value.code)
+
+
+@pytest.mark.parametrize("command", [["generate", "a red circle"], ["eval"]])
+def test_a_missing_checkpoint_directory_says_how_to_get_one(command: list[str], tmp_path: Path):
+    with pytest.raises(SystemExit) as e:
+        dalle([*command, "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    message = str(e.value.code)
+    assert "no checkpoint directory" in message and "dalle train all --out DIR" in message
+    assert "assets/checkpoint" in message
+
+
+def test_the_demo_server_reports_a_missing_checkpoint(tmp_path: Path):
+    from demo.__main__ import main as dalle_demo
+
+    with pytest.raises(SystemExit) as e:
+        dalle_demo(["--checkpoint", str(tmp_path / "nowhere"), "--device", "cpu"])
+    assert str(e.value.code).startswith("dalle-demo: no checkpoint directory") and "dalle train all" in str(e.value.code)
