@@ -53,7 +53,7 @@ class Recipe:
     transformer_batch: int = 64
     transformer_lr: float = 1e-3
     clip: dict = field(default_factory=dict)
-    clip_steps: int = 2000
+    clip_steps: int = 4500
     clip_batch: int = 64
     clip_lr: float = 1e-3
 
