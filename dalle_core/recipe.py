@@ -119,6 +119,7 @@ def run_stage(stage: str, run: Run) -> None:
     source = open_source(run.data, r.image_size)
     torch.manual_seed(run.seed)  # the same --seed gives the same initial weights
     t0 = time.time()
+    exported = None  # (run, model name) of a training stage, copied into `out` when it finishes
     if stage in ("tokenizer", "tokens") and not lead:
         pass  # rank 0 makes it; the barrier below waits for it
     elif stage == "tokenizer":
@@ -130,13 +131,13 @@ def run_stage(stage: str, run: Run) -> None:
         model = DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device)
         train(VAETask(model, source, args, r.vae_recipe, faithful=run.judge), args)
         model.cpu()
-        _promote(out / "runs" / "vae", out, "vae", lead)
+        exported = ("vae", "vae")
     elif stage == "decoder":
         args = run.args("decoder", r.decoder_steps, r.vae_batch, r.decoder_lr)
         model = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         train(VAETask(model, source, args, replace(r.vae_recipe, decoder_only_from=0.0), faithful=run.judge), args)
         model.cpu()
-        _promote(out / "runs" / "decoder", out, "vae", lead)
+        exported = ("decoder", "vae")
     elif stage == "tokens":
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         precompute_tokens(out / "runs" / "tokens.safetensors", source, vae, TextTokenizer.load(out), r.token_pairs,
@@ -151,25 +152,25 @@ def run_stage(stage: str, run: Run) -> None:
         task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
                                judge=run.judge)
         train(task, args)
-        _promote(out / "runs" / "transformer", out, "transformer", lead)
+        exported = ("transformer", "transformer")
     elif stage == "clip":
         from .train_clip import ClipTask, make_clip
         tok = TextTokenizer.load(out)
         args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
         model = make_clip(tok, r.image_size, **r.clip).to(device)
         train(ClipTask(model, source, tok, args), args)
-        _promote(out / "runs" / "clip", out, "clip", lead)
+        exported = ("clip", "clip")
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     if lead:
+        if exported:
+            _promote(out / "runs" / exported[0], out, exported[1])
         _record(out, stage, time.time() - t0)
     barrier()
 
 
-def _promote(run_dir: Path, out: Path, name: str, lead: bool = True) -> None:
-    """Copy a finished run's exported model into the checkpoint directory (on rank 0: `lead`)."""
-    if not lead:
-        return
+def _promote(run_dir: Path, out: Path, name: str) -> None:
+    """Copy a finished run's exported model into the checkpoint directory."""
     for suffix in (".safetensors", ".json"):
         src = run_dir / f"{name}{suffix}"
         if not src.exists():
