@@ -116,7 +116,8 @@ class DiscreteVAE(nn.Module):
         return self.encoder(x).argmax(dim=1).flatten(1)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, h*w) -> images in [0, 1] (B, 3, S, S)."""
-        g = self.config.grid
-        z = F.one_hot(tokens.view(-1, g, g), self.config.codebook).permute(0, 3, 1, 2)  # (B, K, h, w)
+        """Tokens (B, h*w) -> images in [0, 1] (B, 3, S, S); the top rows of grids (B, rows, w) -> the top
+        rows * f pixel rows (B, 3, rows * f, S)."""
+        grids = tokens.reshape(len(tokens), -1, self.config.grid)  # (B, rows, w)
+        z = F.one_hot(grids, self.config.codebook).permute(0, 3, 1, 2)  # (B, K, rows, w)
         return self.decoder(z.to(self.decoder.embed.weight.dtype))

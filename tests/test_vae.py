@@ -19,6 +19,7 @@ def test_shapes_round_trip():
     tokens = m.encode(x)
     assert tokens.shape == (3, 64) and tokens.dtype == torch.long and int(tokens.max()) < 32
     assert m.decode(tokens).shape == (3, 3, 32, 32)
+    assert m.decode(tokens.view(3, 8, 8)[:, :2]).shape == (3, 3, 8, 32)  # the top 2 rows of the grid only
     recon, logits = m(x, tau=1.0)
     assert recon.shape == x.shape and logits.shape == (3, 32, 8, 8)
 
