@@ -78,3 +78,16 @@ def test_kill_minus_9_then_resume(tmp_path):
     assert f"resuming vae from {ckpt}" in r.stdout + r.stderr
     assert (out / "vae.safetensors").exists()
     assert not list((out / "runs" / "vae").glob(".tmp-*"))
+
+
+def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
+    """`--resume --<stage>-steps N` continues a finished stage from its last checkpoint to step N
+    (the learning-rate schedule is that of an N-step run from there on)."""
+    base = ["train", "vae", "--tiny", "--out", str(tmp_path), "--threads", "1", "--workers", "0"]
+    assert dalle(*base, "--vae-steps", "4").returncode == 0
+    first = (tmp_path / "vae.safetensors").read_bytes()
+    r = dalle(*base, "--vae-steps", "8", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(step 4)" in r.stdout + r.stderr
+    assert read_json(latest_checkpoint(tmp_path / "runs" / "vae") / "state.json")["step"] == 8
+    assert (tmp_path / "vae.safetensors").read_bytes() != first  # the exported model is the extended one
