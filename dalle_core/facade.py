@@ -258,17 +258,11 @@ class Dalle:
     def _run(self, tokens: Iterator[torch.Tensor], ids: torch.Tensor, s: Settings, notes: list[str], rows: int,
              keep: tuple[np.ndarray, int, int] | None = None) -> Iterator[Progress]:
         t0 = time.perf_counter()
-        f = self.vae.config.f
         done = 0
-        for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet
+        for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet; all candidates a row at a time
             done += 1
-            finished = done == rows
-            images = self._decode(grids, keep)
-            if not finished:
-                unsampled = (grids < 0).all(-1)  # (candidates, grid): rows still empty
-                for i, empty in enumerate(unsampled):
-                    for row in torch.nonzero(empty).flatten().tolist():
-                        images[i, row * f:(row + 1) * f] = PARTIAL_GRAY
+            images = self._decode(grids, keep)  # rows not sampled yet are gray
+            if done < rows:
                 yield Progress(list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes)
                 continue
             with torch.inference_mode(), autocast(self.device, self.bf16):
@@ -280,7 +274,8 @@ class Dalle:
     def _decode(self, grids: torch.Tensor, keep: tuple[np.ndarray, int, int] | None) -> np.ndarray:
         """Images (B, S, S, 3) of grids (B, g, g) with -1 where not sampled yet: rows below the last
         that holds a token are not decoded (they stay gray), which halves the cost of the previews."""
-        rows = int((grids >= 0).any(-1).any(0).nonzero().max()) + 1 if (grids >= 0).any() else 1
+        filled = (grids >= 0).any(-1).any(0)  # (g,): rows holding a token
+        rows = int(filled.nonzero().max()) + 1 if filled.any() else 1
         with torch.inference_mode(), autocast(self.device, self.bf16):
             top = to_uint8(self.vae.decode(grids[:, :rows].clamp(min=0)))  # (B, rows * f, S, 3)
         images = np.full((len(grids), self.image_size, self.image_size, 3), PARTIAL_GRAY, dtype=np.uint8)
