@@ -40,16 +40,16 @@ class Recipe:
     captions: int = 50_000
     vae: VAEConfig = field(default_factory=VAEConfig)
     vae_recipe: VAERecipe = field(default_factory=VAERecipe)
-    vae_steps: int = 1500
+    vae_steps: int = 3500
     vae_batch: int = 64
     vae_lr: float = 2e-3
     decoder_steps: int = 300
     decoder_lr: float = 5e-4
-    token_pairs: int = 120_000
+    token_pairs: int = 200_000
     transformer: dict = field(default_factory=lambda: {"n_layer": 4, "n_head": 6, "n_embd": 192,
                                                        "attn_masks": ("causal",) * 4})
     transformer_recipe: TransformerRecipe = field(default_factory=TransformerRecipe)
-    transformer_steps: int = 3000
+    transformer_steps: int = 6000
     transformer_batch: int = 64
     transformer_lr: float = 1e-3
     clip: dict = field(default_factory=dict)

@@ -30,6 +30,7 @@ class VAERecipe:
     decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
     recon: str = "l1"  # "l1" or "mse"
     foreground_weight: float = 10.0  # weight of pixels unlike the image's border colour (1 = plain)
+    edge_weight: float = 20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
     val_images: int = 512
 
 
@@ -47,6 +48,12 @@ def foreground_weights(x: torch.Tensor, weight: float) -> torch.Tensor:
     border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # (B, 3, 4S)
     bg = border.median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
     return 1 + (weight - 1) * ((x - bg).abs().sum(1, keepdim=True) > 0.1).float()
+
+
+def edge_mask(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S): 1 where a pixel's 3 x 3 neighbourhood holds more than one colour, else 0."""
+    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)  # (B, 3, S, S): local max - local min
+    return (spread.sum(1, keepdim=True) > 0.1).float()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -115,7 +122,7 @@ class VAETask:
 
     def _reconstruction(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         err = (recon - x).abs() if self.recipe.recon == "l1" else (recon - x) ** 2
-        w = foreground_weights(x, self.recipe.foreground_weight)
+        w = foreground_weights(x, self.recipe.foreground_weight) + self.recipe.edge_weight * edge_mask(x)
         return (err * w).mean() / w.mean()
 
     def reconstruct(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch
 
 from dalle_core.checkpoint import CheckpointError, load_model, save_model
 from dalle_core.data import ShapesWorld
-from dalle_core.train_vae import VAERecipe, VAETask
+from dalle_core.train_vae import VAERecipe, VAETask, edge_mask
 from dalle_core.training import TrainArgs, train
 from dalle_core.vae import DiscreteVAE, VAEConfig
 
@@ -37,6 +37,15 @@ def test_encoding_is_deterministic():
     m = DiscreteVAE(TINY).eval()
     x = torch.rand(4, 3, 32, 32)
     assert torch.equal(m.encode(x), m.encode(x))
+
+
+def test_edge_mask_marks_colour_boundaries_only():
+    x = torch.zeros(1, 3, 16, 16)
+    x[:, 0, 4:10, 4:10] = 1.0  # a red 6 x 6 square on black
+    m = edge_mask(x)[0, 0]
+    assert m.shape == (16, 16)
+    assert m[3:11, 3:11].sum() == 8 * 8 - 4 * 4  # the rings just outside and just inside the square's edge
+    assert m[5:9, 5:9].sum() == 0 and m[:2].sum() == 0  # neither the interior nor the far background
 
 
 def test_config_checks():
