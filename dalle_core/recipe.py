@@ -95,6 +95,7 @@ class Run:
     workers: int = 1
     judge: bool = True  # world evaluator metrics during validation (shapes world only)
     accum: int = 1  # micro-batches per optimizer step
+    init: Path | None = None  # a checkpoint directory whose weights (and tokenizer) the stages start from
 
     def args(self, stage: str, steps: int, batch: int, lr: float, **kw) -> TrainArgs:
         every = max(steps // 6, 1)
@@ -122,13 +123,17 @@ def run_stage(stage: str, run: Run) -> None:
     exported = None  # (run, model name) of a training stage, copied into `out` when it finishes
     if stage in ("tokenizer", "tokens") and not lead:
         pass  # rank 0 makes it; the barrier below waits for it
+    elif stage == "tokenizer" and run.init:
+        TextTokenizer.load(run.init).save(out)  # the weights to start from read its ids
+        print(f"tokenizer: copied from {run.init} -> {out / 'tokenizer.json'}")
     elif stage == "tokenizer":
         tok = TextTokenizer.train(source.captions(r.captions), r.text_len, r.text_vocab)
         tok.save(out)
         print(f"tokenizer: {tok.vocab_size} tokens, {len(tok.words)} words -> {out / 'tokenizer.json'}")
     elif stage == "vae":
         args = run.args("vae", r.vae_steps, r.vae_batch, r.vae_lr)
-        model = DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device)
+        model = (_same_size(load_model(run.init, "vae", DiscreteVAE, VAEConfig, device), r.image_size, run.init / "vae.json")
+                 if run.init else DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device))
         train(VAETask(model, source, args, r.vae_recipe, faithful=run.judge), args)
         model.cpu()
         exported = ("vae", "vae")
@@ -148,16 +153,17 @@ def run_stage(stage: str, run: Run) -> None:
         config = TransformerConfig(text_vocab=tok.vocab_size, text_len=tok.length, pad_id=tok.pad_id,
                                    image_vocab=vae.config.codebook, grid=vae.config.grid, **r.transformer)
         args = run.args("transformer", r.transformer_steps, r.transformer_batch, r.transformer_lr, weight_decay=0.01)
-        model = DalleTransformer(config).to(device)
+        model = _init_transformer(run.init, config, device) if run.init else DalleTransformer(config).to(device)
         task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
                                judge=run.judge)
         train(task, args)
         exported = ("transformer", "transformer")
     elif stage == "clip":
-        from .train_clip import ClipTask, make_clip
+        from .train_clip import ClipTask, load_clip, make_clip
         tok = TextTokenizer.load(out)
         args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
-        model = make_clip(tok, r.image_size, **r.clip).to(device)
+        model = (_same_size(load_clip(run.init, tok, device), r.image_size, run.init / "clip.json") if run.init
+                 else make_clip(tok, r.image_size, **r.clip).to(device))
         train(ClipTask(model, source, tok, args), args)
         exported = ("clip", "clip")
     else:
@@ -167,6 +173,25 @@ def run_stage(stage: str, run: Run) -> None:
             _promote(out / "runs" / exported[0], out, exported[1])
         _record(out, stage, time.time() - t0)
     barrier()
+
+
+def _same_size(model: torch.nn.Module, image_size: int, config: Path) -> torch.nn.Module:
+    """`model` if it reads images of the recipe's size, else `CheckpointError` naming both."""
+    if model.config.image_size != image_size:
+        raise CheckpointError(f"{config} is for {model.config.image_size} px images, but this recipe trains on "
+                              f"{image_size} px")
+    return model
+
+
+def _init_transformer(init: Path, config: TransformerConfig, device: str) -> DalleTransformer:
+    """The transformer saved in `init`; `CheckpointError` if it reads other tokens than `config`."""
+    model = load_model(init, "transformer", DalleTransformer, TransformerConfig, device)
+    fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
+    theirs, ours = ({f: getattr(c, f) for f in fields} for c in (model.config, config))
+    if theirs != ours:
+        raise CheckpointError(f"{init / 'transformer.json'} reads {theirs}, but this checkpoint's tokenizer and "
+                              f"VAE give {ours}")
+    return model
 
 
 def _promote(run_dir: Path, out: Path, name: str) -> None:
@@ -204,9 +229,11 @@ def cmd_train(a: argparse.Namespace) -> None:
     for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
         if getattr(a, name, None):
             recipe = replace(recipe, **{name: getattr(a, name)})
+    if a.lr:
+        recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
     init_distributed(a.device)
     run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
-              judge=a.data == "shapes", accum=a.accum)
+              judge=a.data == "shapes", accum=a.accum, init=Path(a.init) if a.init else None)
     if a.stage == "all":
         train_all(run)
     else:
@@ -216,6 +243,13 @@ def cmd_train(a: argparse.Namespace) -> None:
         torch.distributed.destroy_process_group()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -239,6 +273,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         t.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
         t.add_argument("--accum", type=int, default=1,
                        help="micro-batches per optimizer step (gradient accumulation; default 1)")
+        t.add_argument("--init", metavar="DIR",
+                       help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
+                            "e.g. assets/checkpoint")
+        t.add_argument("--lr", type=_positive, help="override the peak learning rate of every stage run (e.g. lower "
+                                                "for fine-tuning with --init)")
         t.add_argument("--vae-steps", dest="vae_steps", type=int, help="override the VAE's training steps")
         t.add_argument("--decoder-steps", dest="decoder_steps", type=int,
                        help="override the decoder fine-tuning steps")

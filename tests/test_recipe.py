@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from dalle_core.checkpoint import latest_checkpoint, read_json
 from dalle_core.facade import Dalle
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SHIPPED = Path(__file__).parents[1] / "assets" / "checkpoint"
 
 
 def dalle(*args, **kw):
@@ -91,3 +93,51 @@ def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
     assert "(step 4)" in r.stdout + r.stderr
     assert read_json(latest_checkpoint(tmp_path / "runs" / "vae") / "state.json")["step"] == 8
     assert (tmp_path / "vae.safetensors").read_bytes() != first  # the exported model is the extended one
+
+
+def test_init_starts_a_stage_from_existing_weights(tiny, tmp_path):
+    """`--init DIR` fine-tunes: the tokenizer is DIR's, and the scorer starts from DIR's weights
+    (at a learning rate of ~0 it ends where it started; a fresh scorer would not)."""
+    from dalle_core.checkpoint import read_tensors
+    base = ["--tiny", "--out", str(tmp_path), "--threads", "1", "--workers", "0", "--init", str(tiny)]
+    assert dalle("train", "tokenizer", *base).returncode == 0
+    assert (tmp_path / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
+    r = dalle("train", "clip", *base, "--clip-steps", "2", "--lr", "1e-12")
+    assert r.returncode == 0, r.stderr[-2000:]
+    start, end = read_tensors(tiny / "clip.safetensors"), read_tensors(tmp_path / "clip.safetensors")
+    assert start.keys() == end.keys()
+    assert max((start[k].float() - end[k].float()).abs().max().item() for k in start) < 1e-4
+
+
+def test_init_with_weights_for_other_tokens_fails_clearly(tiny, tmp_path):
+    """A transformer that reads another VAE's codes cannot start a run: the error names both."""
+    for name in ("tokenizer.json", "text.json", "vae.json", "vae.safetensors"):
+        (tmp_path / name).write_bytes((tiny / name).read_bytes())
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tokens.safetensors").write_bytes((tiny / "runs" / "tokens.safetensors").read_bytes())
+    r = dalle("train", "transformer", "--tiny", "--out", str(tmp_path), "--threads", "1", "--init", str(SHIPPED))
+    assert r.returncode != 0
+    assert "transformer.json" in r.stderr and "'image_vocab': 512" in r.stderr and "'image_vocab': 64" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = dalle("train", "vae", "--paper", "--out", str(tmp_path / "paper"), "--init", str(SHIPPED))
+    assert r.returncode != 0 and "vae.json is for 64 px images" in r.stderr and "256 px" in r.stderr
+    r = dalle("train", "clip", "--tiny", "--out", str(tmp_path), "--lr", "-1")
+    assert r.returncode != 0 and "--lr: must be a positive number" in r.stderr
+
+
+def test_fine_tune_everything_on_a_folder(tiny, tmp_path):
+    """`dalle train all --init DIR --data FOLDER`: every stage starts from DIR and trains on the folder's pairs."""
+    from PIL import Image
+    from dalle_core.world import sample
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for i in range(40):
+        s = sample(seed=10_000 + i)
+        Image.fromarray(s.image).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(s.caption + "\n")
+    out = tmp_path / "tuned"
+    r = dalle("train", "all", "--tiny", "--init", str(tiny), "--data", str(folder), "--out", str(out),
+              "--threads", "1", "--workers", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
+    assert Dalle(out, device="cpu").generate("a red circle", n=1, candidates=2)[0].image.shape == (64, 64, 3)
