@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         a.func(a)
     except KeyboardInterrupt:
         sys.exit(130)
-    except CheckpointError as e:  # missing, damaged or mismatched: the message names the file and what to do
+    except (CheckpointError, recipe.StageFailed) as e:  # the message names the file and what to do
         sys.exit(f"error: {e}")
 
 

@@ -5,17 +5,24 @@
 (`decoder` fine-tunes the VAE's decoder alone on its encoder's exact codes; the encoder and so the
 tokens stay as they are, which is why it may also run beside the transformer.)
 
-`dalle train all` runs every stage that is not finished yet; `dalle train <stage>` runs one.
+`dalle train all` runs every stage that is not finished yet; `dalle train <stage>` runs one. On a
+CPU with two or more threads, `train all` trains the scorer (which needs only the tokenizer) in a
+second process on one thread beside the VAE, token and decoder stages, and waits for it before the
+transformer, which gets every thread.
 A finished stage leaves its exported files in the directory; an interrupted one leaves a
 resumable run under `runs/<stage>/` that `--resume` continues.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -112,9 +119,10 @@ def done(out: Path, stage: str) -> bool:
     return (out / names[stage]).exists()
 
 
-def run_stage(stage: str, run: Run) -> None:
-    """Run one stage (its inputs must be finished already). Under torchrun every process trains;
-    the stages that do not train (tokenizer, tokens) and the copying of results run on rank 0 alone."""
+def run_stage(stage: str, run: Run, record: bool = True) -> float:
+    """Run one stage (its inputs must be finished already) and return its seconds, also added to
+    `runs/times.json` if `record`. Under torchrun every process trains; the stages that do not
+    train (tokenizer, tokens) and the copying of results run on rank 0 alone."""
     r, out, device = run.recipe, run.out, resolve_device(run.device)
     lead = rank_and_world()[0] == 0
     source = open_source(run.data, r.image_size)
@@ -168,11 +176,13 @@ def run_stage(stage: str, run: Run) -> None:
         exported = ("clip", "clip")
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    if lead:
-        if exported:
-            _promote(out / "runs" / exported[0], out, exported[1])
-        _record(out, stage, time.time() - t0)
+    if lead and exported:
+        _promote(out / "runs" / exported[0], out, exported[1])
+    seconds = time.time() - t0
+    if lead and record:
+        _record(out, stage, seconds)
     barrier()
+    return seconds
 
 
 def _same_size(model: torch.nn.Module, image_size: int, config: Path) -> torch.nn.Module:
@@ -214,14 +224,80 @@ def _record(out: Path, stage: str, seconds: float) -> None:
 
 
 def train_all(run: Run) -> None:
-    """Run every unfinished stage in order."""
+    """Run every unfinished stage in order, the scorer beside the VAE stages where that helps (see the top)."""
     run.out.mkdir(parents=True, exist_ok=True)
-    for stage in STAGES:
-        if done(run.out, stage):
-            if rank_and_world()[0] == 0:
-                print(f"{stage}: already done, skipped")
-            continue
-        run_stage(stage, run)
+    threads = run.threads or torch.get_num_threads()
+    beside: Beside | None = None
+    finished_beside = set()
+    try:
+        for stage in STAGES:
+            if stage == "transformer" and beside is not None:
+                beside.finish()
+                finished_beside.add(beside.stage)
+                beside = None
+            if done(run.out, stage):
+                if rank_and_world()[0] == 0 and stage not in finished_beside:
+                    print(f"{stage}: already done, skipped")
+                continue
+            if (stage == "vae" and not done(run.out, "clip") and threads >= 2 and rank_and_world()[1] == 1
+                    and resolve_device(run.device) == "cpu"):
+                beside = Beside.start("clip", replace(run, threads=1))
+            run_stage(stage, replace(run, threads=threads - 1 if beside is not None else threads))
+        if beside is not None:
+            beside.finish()
+    finally:
+        if beside is not None and beside.process.is_alive():  # this process failed or was interrupted
+            beside.process.terminate()
+            beside.process.join()
+
+
+class StageFailed(RuntimeError):
+    """A stage that trained in another process failed; the message ends with its log."""
+
+
+@dataclass
+class Beside:
+    """A stage training in a child process, its output in `runs/<stage>.log`."""
+    stage: str
+    out: Path
+    process: multiprocessing.process.BaseProcess
+    seconds: Any  # a shared double the child sets to its stage's seconds
+    log: Path
+
+    @classmethod
+    def start(cls, stage: str, run: Run) -> "Beside":
+        log = run.out / "runs" / f"{stage}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        ctx = multiprocessing.get_context("spawn")
+        seconds = ctx.Value("d", 0.0)
+        process = ctx.Process(target=_stage_to_log, args=(stage, run, log, seconds))
+        process.start()
+        print(f"{stage}: training beside the other stages, in process {process.pid} (progress in {log})")
+        return cls(stage, run.out, process, seconds, log)
+
+    def finish(self) -> None:
+        """Wait for the stage and record its time; `StageFailed` with the end of its log if it failed."""
+        if self.process.is_alive():
+            print(f"waiting for the {self.stage} stage to finish (progress in {self.log})")
+        self.process.join()
+        if self.process.exitcode != 0:
+            tail = "".join(self.log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+            raise StageFailed(f"the {self.stage} stage failed (exit code {self.process.exitcode}); "
+                               f"the end of {self.log}:\n{tail}")
+        _record(self.out, self.stage, self.seconds.value)
+        print(f"{self.stage}: finished beside the other stages in {self.seconds.value:.0f} s")
+
+
+def _stage_to_log(stage: str, run: Run, log: Path, seconds: Any) -> None:
+    with log.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            seconds.value = run_stage(stage, run, record=False)
+        except CheckpointError as e:  # the message names the file and what to do
+            print(f"error: {e}")
+            raise SystemExit(1) from None
+        except BaseException:  # the traceback goes to the log; the parent reports the failure
+            traceback.print_exc()
+            raise SystemExit(1) from None
 
 
 def cmd_train(a: argparse.Namespace) -> None:

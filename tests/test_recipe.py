@@ -1,6 +1,7 @@
 """`dalle train all --tiny`: the whole recipe end to end through the real command line, then the facade on it."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def dalle(*args, **kw):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    r = dalle("train", "all", "--tiny", "--out", str(out), "--threads", "1", "--workers", "0")
+    r = dalle("train", "all", "--tiny", "--out", str(out), "--threads", "2", "--workers", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -35,6 +36,7 @@ def test_train_all_tiny_writes_a_checkpoint(tiny):
         assert (tiny / name).exists(), name
     times = json.loads((tiny / "runs" / "times.json").read_text())
     assert set(times) == {"tokenizer", "vae", "tokens", "decoder", "transformer", "clip"}
+    assert "train clip" in (tiny / "runs" / "clip.log").read_text()  # with two threads it trained beside the VAE
     assert list((tiny / "runs" / "transformer").glob("samples-*.png"))
 
 
@@ -55,6 +57,18 @@ def test_curves_of_a_run(tiny, tmp_path):
 def test_finished_stages_are_skipped(tiny):
     r = dalle("train", "all", "--tiny", "--out", str(tiny))
     assert r.returncode == 0 and r.stdout.count("already done") == 6
+
+
+def test_a_failure_beside_is_reported(tiny, tmp_path):
+    """When the scorer training beside the VAE fails, `train all` says so with the end of its log."""
+    for name in ("tokenizer.json", "text.json"):
+        (tmp_path / name).write_bytes((tiny / name).read_bytes())
+    shutil.copytree(tiny / "runs" / "clip", tmp_path / "runs" / "clip")  # a run there, and no --resume
+    r = dalle("train", "all", "--tiny", "--out", str(tmp_path), "--threads", "2", "--workers", "0")
+    assert r.returncode == 1
+    assert "error: the clip stage failed" in r.stderr and "pass --resume to continue it" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "transformer.safetensors").exists()
 
 
 def test_kill_minus_9_then_resume(tmp_path):
