@@ -243,8 +243,6 @@ def train_all(run: Run) -> None:
                     and resolve_device(run.device) == "cpu"):
                 beside = Beside.start("clip", replace(run, threads=1))
             run_stage(stage, replace(run, threads=threads - 1 if beside is not None else threads))
-        if beside is not None:
-            beside.finish()
     finally:
         if beside is not None and beside.process.is_alive():  # this process failed or was interrupted
             beside.process.terminate()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dalle_core.checkpoint import latest_checkpoint, read_json
+from dalle_core.checkpoint import latest_checkpoint, read_json, read_tensors
 from dalle_core.facade import Dalle
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -112,7 +112,6 @@ def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
 def test_init_starts_a_stage_from_existing_weights(tiny, tmp_path):
     """`--init DIR` fine-tunes: the tokenizer is DIR's, and the scorer starts from DIR's weights
     (at a learning rate of ~0 it ends where it started; a fresh scorer would not)."""
-    from dalle_core.checkpoint import read_tensors
     base = ["--tiny", "--out", str(tmp_path), "--threads", "1", "--workers", "0", "--init", str(tiny)]
     assert dalle("train", "tokenizer", *base).returncode == 0
     assert (tmp_path / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
