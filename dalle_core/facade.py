@@ -165,23 +165,30 @@ class Dalle:
 
     def generate(self, prompt: str, **settings) -> list[Result]:
         """The best `n` of `candidates` sampled images, best first (settings as in `Settings`)."""
-        return _last(self.generate_stream(prompt, **settings)).results
+        return _last(self._generate(prompt, settings, previews=False)).results
 
     def generate_stream(self, prompt: str, **settings) -> Iterator[Progress]:
         """Like `generate`, yielding previews of all candidates after each sampled row; the last yield has results."""
+        return self._generate(prompt, settings, previews=True)
+
+    def _generate(self, prompt: str, settings: dict, previews: bool) -> Iterator[Progress]:
         s = Settings(**settings)
         ids, notes = self.check_prompt(prompt)
         tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params)
-        return self._run(tokens, ids, s, notes, rows=self.grid)
+        return self._run(tokens, ids, s, notes, rows=self.grid, previews=previews)
 
     def complete(self, image, prompt: str, region: tuple[int, int] | None = None,
                  mask: np.ndarray | None = None, **settings) -> list[Result]:
         """Redraw the bottom-right token rectangle of `image` (given as (row, col) or a painted mask) to fit the prompt."""
-        return _last(self.complete_stream(image, prompt, region=region, mask=mask, **settings)).results
+        return _last(self._complete(image, prompt, region, mask, settings, previews=False)).results
 
     def complete_stream(self, image, prompt: str, region: tuple[int, int] | None = None,
                         mask: np.ndarray | None = None, **settings) -> Iterator[Progress]:
         """Streaming `complete`: pixels outside the rectangle are the input's own."""
+        return self._complete(image, prompt, region, mask, settings, previews=True)
+
+    def _complete(self, image, prompt: str, region: tuple[int, int] | None, mask: np.ndarray | None,
+                  settings: dict, previews: bool) -> Iterator[Progress]:
         s = Settings(**settings)
         ids, notes = self.check_prompt(prompt)
         pixels = self.prepare_image(image)
@@ -193,7 +200,7 @@ class Dalle:
         with torch.inference_mode(), autocast(self.device, self.bf16):
             given = self.vae.encode(to_float(pixels[None]).to(self.device))  # (1, grid*grid)
         tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params, image=given[0], region=(r, c))
-        return self._run(tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c))
+        return self._run(tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c), previews=previews)
 
     def prepare_image(self, image) -> np.ndarray:
         """Any PIL image or array (any size and mode) as RGB uint8 at the model's resolution."""
@@ -256,15 +263,18 @@ class Dalle:
             return self.clip.score(to_float(np.stack(images)).to(self.device), ids.to(self.device)).float().tolist()
 
     def _run(self, tokens: Iterator[torch.Tensor], ids: torch.Tensor, s: Settings, notes: list[str], rows: int,
-             keep: tuple[np.ndarray, int, int] | None = None) -> Iterator[Progress]:
+             keep: tuple[np.ndarray, int, int] | None = None, previews: bool = True) -> Iterator[Progress]:
+        """Progress after each sampled row (images decoded only if `previews`), then the ranked results."""
         t0 = time.perf_counter()
         done = 0
         for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet; all candidates a row at a time
             done += 1
-            images = self._decode(grids, keep)  # rows not sampled yet are gray
             if done < rows:
-                yield Progress(list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes)
+                if previews:  # rows not sampled yet are gray
+                    images = self._decode(grids, keep)
+                    yield Progress(list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes)
                 continue
+            images = self._decode(grids, keep)
             with torch.inference_mode(), autocast(self.device, self.bf16):
                 scores = self.clip.score(to_float(images).to(self.device), ids.to(self.device)).float().cpu()
             order = torch.argsort(scores, descending=True)[: s.n].tolist()

@@ -40,6 +40,18 @@ def test_stream_previews_then_results(model):
     assert (first[f:] == 200).all()  # rows not sampled yet are shown gray
 
 
+def test_generate_and_complete_equal_the_streams_last_update(model):
+    """The non-streaming calls skip the previews but not the work: same images, same scores."""
+    image = sample(5).image
+    pairs = [(model.generate("a green cross", n=2, candidates=3, seed=0),
+              list(model.generate_stream("a green cross", n=2, candidates=3, seed=0))[-1].results),
+             (model.complete(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0),
+              list(model.complete_stream(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0))[-1].results)]
+    for plain, streamed in pairs:
+        assert [r.score for r in plain] == [r.score for r in streamed]
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, streamed))
+
+
 def test_complete_keeps_the_outside(model):
     image = sample(5).image
     results = model.complete(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0)
