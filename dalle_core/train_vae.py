@@ -24,6 +24,7 @@ class VAERecipe:
     """The objective's schedule (fractions are of the whole run)."""
     tau_start: float = 1.0
     tau_end: float = 1 / 16
+    tau_anneal: float = 1.0  # the temperature reaches tau_end at this fraction of the run, then stays
     kl_weight: float = 1e-4  # on the mean per-cell KL(q || uniform), beside a per-pixel mean reconstruction loss
     kl_warmup: float = 0.2
     hard_from: float = 1.0  # straight-through hard samples from here on (1: never; measured to hurt here)
@@ -88,7 +89,7 @@ class VAETask:
         """(temperature, KL weight, hard samples) at a step."""
         t = step / max(1, self.args.steps)
         r = self.recipe
-        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t, 1.0, 0.0)  # cosine in log-space
+        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t / r.tau_anneal, 1.0, 0.0)  # cosine in log-space
         beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
         return tau, beta, t >= r.hard_from
 

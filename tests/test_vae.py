@@ -69,6 +69,21 @@ def _losses(out):
     return [json.loads(line)["loss"] for line in open(out / "log.jsonl") if '"loss"' in line]
 
 
+@pytest.mark.parametrize("anneal", [1.0, 0.3])
+def test_temperature_schedule(tmp_path, anneal):
+    """tau falls from tau_start to tau_end by `tau_anneal` of the run, then stays; the KL weight warms up."""
+    args = _args(tmp_path, steps=1000)
+    task = VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8, tau_anneal=anneal), faithful=False)
+    taus = [task.schedule(step)[0] for step in range(0, 1001, 50)]
+    assert taus[0] == pytest.approx(1.0) and all(a >= b for a, b in zip(taus, taus[1:]))
+    end = int(anneal * 1000)
+    assert task.schedule(end)[0] == pytest.approx(1 / 16) and task.schedule(1000)[0] == pytest.approx(1 / 16)
+    if anneal < 1:
+        assert task.schedule(end // 2)[0] < VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8),
+                                                    faithful=False).schedule(end // 2)[0]
+    assert task.schedule(0)[1] == 0 and task.schedule(1000)[1] == pytest.approx(VAERecipe().kl_weight)
+
+
 def test_tiny_training_lowers_the_loss(tmp_path):
     args = _args(tmp_path / "run", steps=150)
     train(_task(args), args)
