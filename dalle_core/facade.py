@@ -263,7 +263,7 @@ class Dalle:
             return self.clip.score(to_float(np.stack(images)).to(self.device), ids.to(self.device)).float().tolist()
 
     def _run(self, tokens: Iterator[torch.Tensor], ids: torch.Tensor, s: Settings, notes: list[str], rows: int,
-             keep: tuple[np.ndarray, int, int] | None = None, previews: bool = True) -> Iterator[Progress]:
+             keep: tuple[np.ndarray, int, int] | None = None, *, previews: bool) -> Iterator[Progress]:
         """Progress after each sampled row (images decoded only if `previews`), then the ranked results."""
         t0 = time.perf_counter()
         done = 0

@@ -89,7 +89,7 @@ class VAETask:
         """(temperature, KL weight, hard samples) at a step."""
         t = step / max(1, self.args.steps)
         r = self.recipe
-        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t / r.tau_anneal, 1.0, 0.0)  # cosine in log-space
+        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t / max(r.tau_anneal, 1e-9), 1.0, 0.0)  # cosine in log-space
         beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
         return tau, beta, t >= r.hard_from
 
