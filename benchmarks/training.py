@@ -23,7 +23,7 @@ from dalle_core.recipe import Recipe
 from dalle_core.text import TextTokenizer
 from dalle_core.train_clip import ClipRecipe, ClipTask, make_clip
 from dalle_core.train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
-from dalle_core.train_vae import VAERecipe, VAETask
+from dalle_core.train_vae import VAETask
 from dalle_core.training import TrainArgs, autocast, bf16_supported, make_optimizer
 from dalle_core.transformer import DalleTransformer, TransformerConfig
 from dalle_core.vae import DiscreteVAE

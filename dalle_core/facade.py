@@ -23,8 +23,8 @@ from .imaging import to_float, to_uint8
 from .sampling import SamplingParams, stream
 from .text import TextTokenizer
 from .train_clip import load_clip
+from .train_transformer import load_transformer
 from .training import autocast, bf16_supported, resolve_device
-from .transformer import DalleTransformer, TransformerConfig
 from .vae import DiscreteVAE, VAEConfig
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoint"
@@ -116,17 +116,8 @@ class Dalle:
         self.checkpoint = path
         self.tokenizer = TextTokenizer.load(path)
         self.vae = load_model(path, "vae", DiscreteVAE, VAEConfig, self.device)
-        self.transformer = load_model(path, "transformer", DalleTransformer, TransformerConfig, self.device)
+        self.transformer = load_transformer(path, self.tokenizer, self.vae.config, self.device)
         self.clip: Clip = load_clip(path, self.tokenizer, self.device)
-        cfg = self.transformer.config
-        if (cfg.text_vocab, cfg.text_len) != (self.tokenizer.vocab_size, self.tokenizer.length):
-            raise CheckpointError(f"{path}/transformer.json expects {cfg.text_vocab} text tokens of length "
-                                  f"{cfg.text_len}, but {path}/tokenizer.json has {self.tokenizer.vocab_size} "
-                                  f"of length {self.tokenizer.length}")
-        if (cfg.image_vocab, cfg.grid) != (self.vae.config.codebook, self.vae.config.grid):
-            raise CheckpointError(f"{path}/transformer.json expects {cfg.image_vocab} codes on a {cfg.grid}x{cfg.grid} "
-                                  f"grid, but {path}/vae.json makes {self.vae.config.codebook} on "
-                                  f"{self.vae.config.grid}x{self.vae.config.grid}")
 
     @property
     def image_size(self) -> int:

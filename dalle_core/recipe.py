@@ -29,7 +29,7 @@ import torch
 from .checkpoint import CheckpointError, load_model
 from .data import open_source
 from .text import TextTokenizer
-from .train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
+from .train_transformer import TransformerRecipe, TransformerTask, load_transformer, precompute_tokens
 from .train_vae import VAERecipe, VAETask
 from .training import TrainArgs, barrier, init_distributed, rank_and_world, resolve_device, train
 from .transformer import DalleTransformer, TransformerConfig, paper_masks
@@ -161,7 +161,7 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
         config = TransformerConfig(text_vocab=tok.vocab_size, text_len=tok.length, pad_id=tok.pad_id,
                                    image_vocab=vae.config.codebook, grid=vae.config.grid, **r.transformer)
         args = run.args("transformer", r.transformer_steps, r.transformer_batch, r.transformer_lr, weight_decay=0.01)
-        model = _init_transformer(run.init, config, device) if run.init else DalleTransformer(config).to(device)
+        model = load_transformer(run.init, tok, vae.config, device) if run.init else DalleTransformer(config).to(device)
         task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
                                judge=run.judge)
         train(task, args)
@@ -190,17 +190,6 @@ def _same_size(model: torch.nn.Module, image_size: int, config: Path) -> torch.n
     if model.config.image_size != image_size:
         raise CheckpointError(f"{config} is for {model.config.image_size} px images, but this recipe trains on "
                               f"{image_size} px")
-    return model
-
-
-def _init_transformer(init: Path, config: TransformerConfig, device: str) -> DalleTransformer:
-    """The transformer saved in `init`; `CheckpointError` if it reads other tokens than `config`."""
-    model = load_model(init, "transformer", DalleTransformer, TransformerConfig, device)
-    fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
-    theirs, ours = ({f: getattr(c, f) for f in fields} for c in (model.config, config))
-    if theirs != ours:
-        raise CheckpointError(f"{init / 'transformer.json'} reads {theirs}, but this checkpoint's tokenizer and "
-                              f"VAE give {ours}")
     return model
 
 

@@ -6,7 +6,6 @@ test_distributed.py (torchrun); a damaged run checkpoint in test_vae.py.
 """
 from __future__ import annotations
 
-import json
 import pickle
 import shutil
 from collections.abc import Callable
@@ -16,9 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dalle_core.checkpoint import CheckpointError
+from dalle_core.checkpoint import CheckpointError, config_from_json, save_model
 from dalle_core.cli import main as dalle
 from dalle_core.facade import Dalle
+from dalle_core.vae import DiscreteVAE, VAEConfig
 
 
 @pytest.fixture
@@ -115,6 +115,18 @@ def test_broken_configs_are_named(checkpoint: Path, file: str, content: str, wor
     with pytest.raises(CheckpointError, match=words) as e:
         Dalle(checkpoint, device="cpu")
     assert file in str(e.value)
+
+
+def test_a_vae_the_transformer_was_not_trained_on_is_named(checkpoint: Path):
+    """Weights that all load, but a VAE with another codebook: the error names both sides, not a shape."""
+    vae = config_from_json(VAEConfig, checkpoint / "vae.json")
+    save_model(checkpoint, "vae", DiscreteVAE(VAEConfig(image_size=vae.image_size, f=vae.f, codebook=2 * vae.codebook,
+                                                        widths=vae.widths)))
+    with pytest.raises(CheckpointError) as e:
+        Dalle(checkpoint, device="cpu")
+    message = str(e.value)
+    assert str(checkpoint / "transformer.json") in message
+    assert f"'image_vocab': {vae.codebook}" in message and f"'image_vocab': {2 * vae.codebook}" in message
 
 
 def test_the_command_line_reports_a_damaged_checkpoint(checkpoint: Path, tmp_path: Path):
