@@ -27,6 +27,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     unknown = set(cats or []) - set(CATEGORIES) - {"completion"}
     if unknown:
         raise SystemExit(f"unknown categories {sorted(unknown)}; known: {', '.join([*CATEGORIES, 'completion'])}")
+    _use_threads(a.threads)
     report = evaluate(Dalle(a.checkpoint, a.device), a.per_category, a.candidates, a.seed, cats,
                       samples_dir=a.out / "samples")
     write_report(report, a.out)
@@ -41,6 +42,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
                     top_p=a.top_p, guidance=a.guidance, seed=a.seed)
     try:
         Settings(**settings)  # bad settings are reported before the model loads
+        _use_threads(a.threads)
         model = Dalle(a.checkpoint, a.device)
         results = model.generate(a.prompt, **settings)
     except ValueError as e:
@@ -71,9 +73,26 @@ def cmd_curves(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}")
 
 
+def _threads(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (torch's choice) or more, got {text}")
+    return value
+
+
+def _use_threads(n: int) -> None:
+    """Run torch on n CPU threads (0: leave torch's choice)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped assets/checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=_threads, default=0,
+                   help="CPU threads (default: torch's choice; 1 is faster while other work holds a core)")
 
 
 def main(argv: list[str] | None = None) -> None:

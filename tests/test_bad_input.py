@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -151,11 +152,22 @@ def test_cli_refuses_empty_prompts_and_undecodable_bytes(prompt: str, words: str
 
 
 @pytest.mark.parametrize("args, words", [(["--n", "abc"], "invalid int value: 'abc'"),
-                                         (["--temperature", "warm"], "invalid float value")])
+                                         (["--temperature", "warm"], "invalid float value"),
+                                         (["--threads", "-1"], "must be 0 (torch's choice) or more")])
 def test_cli_refuses_values_that_are_not_numbers(args: list[str], words: str, capsys):
     with pytest.raises(SystemExit) as e:
         dalle(["generate", "a red circle", *args])
     assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_threads_sets_torch_threads(demo_checkpoint, tmp_path: Path):
+    before = torch.get_num_threads()
+    try:
+        dalle(["generate", "a red circle", "--checkpoint", str(demo_checkpoint), "--device", "cpu", "--n", "1",
+               "--candidates", "1", "--threads", "2", "--out", str(tmp_path / "out.png")])
+        assert torch.get_num_threads() == 2 and (tmp_path / "out.png").exists()
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ the Gradio events
