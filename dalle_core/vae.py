@@ -1,6 +1,7 @@
 """The discrete VAE (DALL·E stage 1): images <-> an h x w grid of codebook tokens. Modules only."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ class VAEConfig:
     codebook: int = 512  # K, the number of codes
     widths: tuple[int, ...] = (16, 32, 64, 128)  # channels at image_size, /2, /4, ... (len = log2(f) + 1)
     n_res: int = 1  # residual blocks per level
+    code_dim: int = 0  # > 0: logits are scaled cosines to K unit code vectors of this size (0: a linear layer)
 
     def __post_init__(self):
         levels = self.f.bit_length() - 1
@@ -56,6 +58,20 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
+class CosineLogits(nn.Module):
+    """Features (B, d, h, w) -> code logits (B, K, h, w): a learned scale times the cosine to each of K code
+    vectors, so that no code wins everywhere by the size of its weights alone."""
+
+    def __init__(self, dim: int, codebook: int):
+        super().__init__()
+        self.codes = nn.Parameter(torch.randn(codebook, dim))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cos = torch.einsum("bdhw,kd->bkhw", F.normalize(x, dim=1), F.normalize(self.codes, dim=1))  # (B, K, h, w)
+        return self.log_scale.exp().clamp(max=100.0) * cos
+
+
 class Encoder(nn.Module):
     """Pixels in [0, 1] (B, 3, S, S) -> code logits (B, K, S/f, S/f)."""
 
@@ -67,7 +83,10 @@ class Encoder(nn.Module):
             layers += [ResBlock(w[i]) for _ in range(c.n_res)]
             layers += [nn.ReLU(), nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1)]
         layers += [ResBlock(w[-1]) for _ in range(c.n_res)]
-        layers += [nn.ReLU(), nn.Conv2d(w[-1], c.codebook, 1)]
+        if c.code_dim:
+            layers += [nn.ReLU(), nn.Conv2d(w[-1], c.code_dim, 1), CosineLogits(c.code_dim, c.codebook)]
+        else:
+            layers += [nn.ReLU(), nn.Conv2d(w[-1], c.codebook, 1)]
         self.net = nn.Sequential(*layers)
         _he_init(self.net)
 

@@ -1,5 +1,6 @@
 """The discrete VAE: shapes, the relaxation, determinism, training, exact resume, clear load errors."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -24,13 +25,25 @@ def test_shapes_round_trip():
     assert recon.shape == x.shape and logits.shape == (3, 32, 8, 8)
 
 
+@pytest.mark.parametrize("code_dim", [0, 8])
 @pytest.mark.parametrize("hard", [False, True])
-def test_relaxed_sample_is_differentiable(hard):
-    m = DiscreteVAE(TINY)
+def test_relaxed_sample_is_differentiable(hard, code_dim):
+    m = DiscreteVAE(replace(TINY, code_dim=code_dim))
     recon, _ = m(torch.rand(2, 3, 32, 32), tau=0.5, hard=hard)
     recon.mean().backward()
-    grad = m.encoder.net[-1].weight.grad
+    head = m.encoder.net[-1]
+    grad = (head.codes if code_dim else head.weight).grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_cosine_logits_ignore_the_size_of_code_vectors():
+    m = DiscreteVAE(replace(TINY, code_dim=8)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    logits = m.encoder(x)
+    with torch.no_grad():
+        m.encoder.net[-1].codes[:5] *= 100.0  # five codes with huge weights win no more cells
+    assert torch.allclose(m.encoder(x), logits, atol=1e-5)
+    assert logits.abs().max() <= m.encoder.net[-1].log_scale.exp() + 1e-5
 
 
 def test_encoding_is_deterministic():
