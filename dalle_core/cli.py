@@ -73,10 +73,27 @@ def cmd_curves(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}")
 
 
-def _threads(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of 0 or more."""
     value = int(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (torch's choice) or more, got {text}")
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -91,7 +108,7 @@ def _use_threads(n: int) -> None:
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped assets/checkpoint)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=_threads, default=0,
+    p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads (default: torch's choice; 1 is faster while other work holds a core)")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointError, load_model
+from .cli import non_negative_int, positive_float, positive_int
 from .data import open_source
 from .text import TextTokenizer
 from .train_transformer import TransformerRecipe, TransformerTask, load_transformer, precompute_tokens
@@ -308,13 +309,6 @@ def cmd_train(a: argparse.Namespace) -> None:
         torch.cuda.empty_cache()
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `dalle train ...` and its shortcuts `train-vae`, `train-transformer`, `train-clip`."""
     def add(name: str, stage: str | None, help: str) -> None:
@@ -332,21 +326,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-        t.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
-        t.add_argument("--accum", type=int, default=1,
+        t.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)")
+        t.add_argument("--workers", type=non_negative_int, default=1, help="data loader processes (default 1)")
+        t.add_argument("--accum", type=positive_int, default=1,
                        help="micro-batches per optimizer step (gradient accumulation; default 1)")
         t.add_argument("--init", metavar="DIR",
                        help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
                             "e.g. assets/checkpoint")
-        t.add_argument("--lr", type=_positive, help="override the peak learning rate of every stage run (e.g. lower "
+        t.add_argument("--lr", type=positive_float, help="override the peak learning rate of every stage run (e.g. lower "
                                                 "for fine-tuning with --init)")
-        t.add_argument("--vae-steps", dest="vae_steps", type=int, help="override the VAE's training steps")
-        t.add_argument("--decoder-steps", dest="decoder_steps", type=int,
+        t.add_argument("--vae-steps", dest="vae_steps", type=positive_int, help="override the VAE's training steps")
+        t.add_argument("--decoder-steps", dest="decoder_steps", type=positive_int,
                        help="override the decoder fine-tuning steps")
-        t.add_argument("--transformer-steps", dest="transformer_steps", type=int,
+        t.add_argument("--transformer-steps", dest="transformer_steps", type=positive_int,
                        help="override the transformer's training steps")
-        t.add_argument("--clip-steps", dest="clip_steps", type=int, help="override the scorer's training steps")
+        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int, help="override the scorer's training steps")
         t.set_defaults(func=cmd_train)
 
     add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")

@@ -153,11 +153,24 @@ def test_cli_refuses_empty_prompts_and_undecodable_bytes(prompt: str, words: str
 
 @pytest.mark.parametrize("args, words", [(["--n", "abc"], "invalid int value: 'abc'"),
                                          (["--temperature", "warm"], "invalid float value"),
-                                         (["--threads", "-1"], "must be 0 (torch's choice) or more")])
+                                         (["--threads", "-1"], "--threads: must be 0 or more")])
 def test_cli_refuses_values_that_are_not_numbers(args: list[str], words: str, capsys):
     with pytest.raises(SystemExit) as e:
         dalle(["generate", "a red circle", *args])
     assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, words", [(["--threads", "-2"], "--threads: must be 0 or more, got -2"),
+                                         (["--workers", "-1"], "--workers: must be 0 or more"),
+                                         (["--accum", "0"], "--accum: must be 1 or more, got 0"),
+                                         (["--vae-steps", "0"], "--vae-steps: must be 1 or more"),
+                                         (["--clip-steps", "-5"], "--clip-steps: must be 1 or more"),
+                                         (["--lr", "0"], "--lr: must be a positive number")])
+def test_train_refuses_counts_out_of_range(args: list[str], words: str, tmp_path: Path, capsys):
+    """Before anything trains or a folder is written: a usage error naming the option."""
+    with pytest.raises(SystemExit) as e:
+        dalle(["train", "vae", "--tiny", "--out", str(tmp_path / "run"), *args])
+    assert e.value.code == 2 and words in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_cli_threads_sets_torch_threads(demo_checkpoint, tmp_path: Path):
