@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .checkpoint import save_model
-from .data import Source, batch_loader, validation_batch
+from .data import Source, batch_loader, make_batch, validation_batch
 from .evaluate import parse, scenes_match
 from .imaging import grid, to_uint8
-from .training import TrainArgs, autocast
+from .training import TrainArgs, autocast, rank_and_world
 from .vae import DiscreteVAE
 
 
@@ -29,6 +30,9 @@ class VAERecipe:
     kl_warmup: float = 0.2
     hard_from: float = 1.0  # straight-through hard samples from here on (1: never; measured to hurt here)
     decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
+    split_every: int = 0  # every this many steps, re-seed the codes no probe cell chose (0: never)
+    split_until: float = 0.5  # ... up to this fraction of the run
+    split_images: int = 1024  # the probe: fresh training images whose argmax codes count as used
     recon: str = "l1"  # "l1" or "mse"
     foreground_weight: float = 10.0  # weight of pixels unlike the image's border colour (1 = plain)
     edge_weight: float = 20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
@@ -84,6 +88,7 @@ class VAETask:
                  faithful: bool = True):
         self.model, self.source, self.args, self.recipe, self.faithful = model, source, args, recipe, faithful
         self.val_images, _ = validation_batch(source, recipe.val_images)
+        self._split_at = -1
 
     def schedule(self, step: int) -> tuple[float, float, bool]:
         """(temperature, KL weight, hard samples) at a step."""
@@ -104,14 +109,49 @@ class VAETask:
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         tau, beta, hard = self.schedule(step)
-        if step >= self.recipe.decoder_only_from * self.args.steps:
+        r = self.recipe
+        if step >= r.decoder_only_from * self.args.steps:
             return self._decoder_loss(x, tau)
+        logs = {}
+        if (r.split_every and 0 < step < r.split_until * self.args.steps and step % r.split_every == 0
+                and step != self._split_at):  # once per step, not per gradient-accumulation micro-batch
+            self._split_at = step
+            logs["reseeded"] = float(self.split_dead_codes(step))
         recon, logits = self.model(x, tau, hard)
         recon, logits = recon.float(), logits.float()
         rec = self._reconstruction(recon, x)
         logq = F.log_softmax(logits, dim=1)  # (B, K, h, w)
         kl = (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])  # KL(q || uniform) per cell
-        return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau}
+        return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau, **logs}
+
+    @torch.no_grad()
+    def split_dead_codes(self, step: int) -> int:
+        """Re-seed each code that no cell of a probe batch chose as a noisy copy of a chosen one, drawn in
+        proportion to use; returns how many were re-seeded.
+
+        The encoder and decoder rows of the source are both copied, so a copy decodes like its source and
+        the two then share and divide its cells. The probe and the noise are functions of `step`, so a
+        resumed run re-seeds exactly as an uninterrupted one.
+        """
+        rank, _ = rank_and_world()
+        images, _ = make_batch(self.source, self.recipe.split_images, self.args.seed, rank, -1 - step)
+        counts = torch.zeros(self.model.config.codebook, device=self.device)
+        for i in range(0, len(images), 256):
+            with autocast(self.device.type, self.args.bf16):
+                tokens = self.model.encode(images[i:i + 256].float().div(255).to(self.device))
+            counts += torch.bincount(tokens.flatten(), minlength=len(counts)).float()
+        if dist.is_initialized():
+            dist.all_reduce(counts)
+        dead = (counts == 0).nonzero().flatten()
+        if len(dead) == 0:
+            return 0
+        g = torch.Generator().manual_seed(step)
+        src = torch.multinomial(counts.cpu(), len(dead), replacement=True, generator=g).to(self.device)
+        for param, dim in self.model.code_rows():
+            rows = param.index_select(dim, src)
+            noise = torch.randn(rows.shape, generator=g).to(param) * 0.05 * param.std()
+            param.index_copy_(dim, dead, rows + noise if param.dim() > 1 else rows)  # biases exact: no copy wins everywhere
+        return len(dead)
 
     def _decoder_loss(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, dict[str, float]]:
         """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone."""

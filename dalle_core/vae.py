@@ -129,6 +129,12 @@ class DiscreteVAE(nn.Module):
         z = F.gumbel_softmax(logits.float(), tau=tau, hard=hard, dim=1)  # (B, K, h, w), rows sum to 1
         return self.decoder(z.to(logits.dtype)), logits
 
+    def code_rows(self) -> list[tuple[nn.Parameter, int]]:
+        """The parameters that hold one slice per code, each with the dimension it is indexed along."""
+        head = self.encoder.net[-1]
+        enc = [(head.codes, 0)] if isinstance(head, CosineLogits) else [(head.weight, 0), (head.bias, 0)]
+        return enc + [(self.decoder.embed.weight, 1)]
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] (B, 3, S, S) -> tokens (B, h*w), the argmax code of each cell in raster order."""

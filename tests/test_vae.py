@@ -73,9 +73,9 @@ def _args(out, **kw):
                      val_every=100, ckpt_every=kw.pop("ckpt_every", 100), log_every=1, bf16=False, **kw)
 
 
-def _task(args, seed=0):
+def _task(args, seed=0, recipe=VAERecipe(val_images=8)):
     torch.manual_seed(seed)
-    return VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8), faithful=False)
+    return VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, recipe, faithful=False)
 
 
 def _losses(out):
@@ -105,15 +105,68 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "vae.safetensors").exists() and list((tmp_path / "run").glob("recon-*.png"))
 
 
-def test_resume_continues_exactly(tmp_path):
+def _few_codes_task(tmp_path, code_dim=0):
+    """A VAE task whose encoder picks at most three codes for any image."""
+    args = _args(tmp_path, steps=100)
+    task = VAETask(DiscreteVAE(replace(TINY, code_dim=code_dim)), ShapesWorld(32), args,
+                   VAERecipe(val_images=8, split_images=64), faithful=False)
+    net = task.model.encoder.net
+    with torch.no_grad():
+        if code_dim:  # every cell gets the same feature: code 0's vector
+            net[-2].weight.zero_()
+            net[-2].bias.copy_(net[-1].codes[0])
+        else:
+            net[-1].bias[3:] -= 100.0
+    return task
+
+
+@pytest.mark.parametrize("code_dim", [0, 8])
+def test_dead_codes_are_reseeded_as_noisy_copies_of_used_ones(tmp_path, code_dim):
+    task = _few_codes_task(tmp_path, code_dim)
+    before = [p.detach().clone() for p, _ in task.model.code_rows()]
+    n = task.split_dead_codes(step=10)
+    after = [p.detach() for p, _ in task.model.code_rows()]
+    dims = [d for _, d in task.model.code_rows()]
+    changed = [k for k in range(32) if any(not torch.equal(a.select(d, k), b.select(d, k))
+                                           for a, b, d in zip(after, before, dims))]
+    kept = [k for k in range(32) if k not in changed]
+    assert n == len(changed) >= 32 - 3 and 1 <= len(kept) <= 3
+    for k in changed:  # every slice of a re-seeded code is within noise of the same kept code
+        near = [u for u in kept if all((a.select(d, k) - b.select(d, u)).abs().max() <= 0.3 * b.std()
+                                       for a, b, d in zip(after, before, dims))]
+        assert near, f"code {k} is not a noisy copy of one kept code"
+
+
+def test_copies_take_cells_from_their_sources(tmp_path):
+    task = _few_codes_task(tmp_path)
+    x = torch.rand(8, 3, 32, 32)
+    used = len(task.model.encode(x).unique())
+    task.split_dead_codes(step=10)
+    assert len(task.model.encode(x).unique()) > used
+
+
+def test_splitting_depends_on_the_step_only(tmp_path):
+    rows = []
+    for seed in (1, 2):
+        torch.manual_seed(0)
+        task = _few_codes_task(tmp_path)
+        torch.manual_seed(seed)  # the global generator must not matter
+        task.split_dead_codes(step=7)
+        rows.append([p.detach().clone() for p, _ in task.model.code_rows()])
+    assert all(torch.equal(a, b) for a, b in zip(*rows))
+
+
+@pytest.mark.parametrize("split_every", [0, 1])
+def test_resume_continues_exactly(tmp_path, split_every):
+    recipe = VAERecipe(val_images=8, split_every=split_every, split_until=1.0, split_images=32)
     straight = _args(tmp_path / "a", steps=4, ckpt_every=2)
-    train(_task(straight), straight)
+    train(_task(straight, recipe=recipe), straight)
     interrupted = _args(tmp_path / "b", steps=4, ckpt_every=2)
-    train(_task(interrupted), interrupted)
+    train(_task(interrupted, recipe=recipe), interrupted)
     (tmp_path / "b" / "latest").write_text("step-0000002")  # as if killed right after step 2
     (tmp_path / "b" / "log.jsonl").write_text("")
     resumed = _args(tmp_path / "b", steps=4, ckpt_every=2, resume=True)
-    train(_task(resumed, seed=99), resumed)  # a different init: everything must come from the checkpoint
+    train(_task(resumed, seed=99, recipe=recipe), resumed)  # a different init: everything must come from the checkpoint
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a")[2:], rel=1e-6)
 
 
