@@ -113,7 +113,8 @@ class VAETask:
         if step >= r.decoder_only_from * self.args.steps:
             return self._decoder_loss(x, tau)
         logs = {}
-        if (r.split_every and 0 < step < r.split_until * self.args.steps and step % r.split_every == 0
+        done = step + 1  # splitting at done % split_every == 0 lines it up with the logged steps
+        if (r.split_every and done % r.split_every == 0 and done <= r.split_until * self.args.steps
                 and step != self._split_at):  # once per step, not per gradient-accumulation micro-batch
             self._split_at = step
             logs["reseeded"] = float(self.split_dead_codes(step))

@@ -168,6 +168,8 @@ def test_resume_continues_exactly(tmp_path, split_every):
     resumed = _args(tmp_path / "b", steps=4, ckpt_every=2, resume=True)
     train(_task(resumed, seed=99, recipe=recipe), resumed)  # a different init: everything must come from the checkpoint
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a")[2:], rel=1e-6)
+    if split_every:  # the re-seeding ran, and was logged, in each of the 3 steps before the decoder-only stage
+        assert sum('"reseeded"' in line for line in open(tmp_path / "a" / "log.jsonl")) == 3
 
 
 def test_existing_run_needs_resume(tmp_path):
