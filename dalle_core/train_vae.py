@@ -30,7 +30,7 @@ class VAERecipe:
     kl_warmup: float = 0.2
     hard_from: float = 1.0  # straight-through hard samples from here on (1: never; measured to hurt here)
     decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
-    split_every: int = 0  # every this many steps, re-seed the codes no probe cell chose (0: never)
+    split_every: int = 0  # every this many steps, re-seed the codes no probe cell chose (0: never; measured to hurt)
     split_until: float = 0.5  # ... up to this fraction of the run
     split_images: int = 1024  # the probe: fresh training images whose argmax codes count as used
     recon: str = "l1"  # "l1" or "mse"
@@ -134,7 +134,7 @@ class VAETask:
         the two then share and divide its cells. The probe and the noise are functions of `step`, so a
         resumed run re-seeds exactly as an uninterrupted one.
         """
-        rank, _ = rank_and_world()
+        rank = rank_and_world()[0]
         images, _ = make_batch(self.source, self.recipe.split_images, self.args.seed, rank, -1 - step)
         counts = torch.zeros(self.model.config.codebook, device=self.device)
         for i in range(0, len(images), 256):
@@ -151,7 +151,8 @@ class VAETask:
         for param, dim in self.model.code_rows():
             rows = param.index_select(dim, src)
             noise = torch.randn(rows.shape, generator=g).to(param) * 0.05 * param.std()
-            param.index_copy_(dim, dead, rows + noise if param.dim() > 1 else rows)  # biases exact: no copy wins everywhere
+            # weights get the noise, biases are exact: a copy must not win all of its source's cells
+            param.index_copy_(dim, dead, rows + noise if param.dim() > 1 else rows)
         return len(dead)
 
     def _decoder_loss(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, dict[str, float]]:
