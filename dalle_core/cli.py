@@ -10,8 +10,6 @@ def cmd_world(a: argparse.Namespace) -> None:
     from .imaging import grid
     from .world import sample
 
-    if a.n < 1:
-        raise SystemExit("--n must be at least 1")
     samples = [sample(a.seed + i, a.size) for i in range(a.n)]
     grid([s.image for s in samples], [s.caption for s in samples], cols=a.cols, scale=a.scale).save(a.out)
     print(f"wrote {a.n} scenes to {a.out}")
@@ -21,8 +19,6 @@ def cmd_eval(a: argparse.Namespace) -> None:
     from .facade import Dalle
     from .geneval import CATEGORIES, evaluate, write_report
 
-    if a.per_category < 1 or a.candidates < 1:
-        raise SystemExit("--per-category and --candidates must be at least 1")
     cats = a.categories.split(",") if a.categories else None
     unknown = set(cats or []) - set(CATEGORIES) - {"completion"}
     if unknown:
@@ -97,6 +93,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def world_size(text: str) -> int:
+    """An argparse type: a world image side the scene placement can fill."""
+    from .world import MIN_SIZE
+
+    value = int(text)
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"must be {MIN_SIZE} or more, got {text}")
+    return value
+
+
 def _use_threads(n: int) -> None:
     """Run torch on n CPU threads (0: leave torch's choice)."""
     if n:
@@ -118,11 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("world", help="write a grid of random world scenes with their captions")
-    w.add_argument("--n", type=int, default=16, help="number of scenes (default 16)")
+    w.add_argument("--n", type=positive_int, default=16, help="number of scenes (default 16)")
     w.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
-    w.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    w.add_argument("--cols", type=int, default=4, help="grid columns (default 4)")
-    w.add_argument("--scale", type=int, default=3, help="nearest-neighbour enlargement (default 3)")
+    w.add_argument("--size", type=world_size, default=64, help="image side in pixels (default 64)")
+    w.add_argument("--cols", type=positive_int, default=4, help="grid columns (default 4)")
+    w.add_argument("--scale", type=positive_int, default=3, help="nearest-neighbour enlargement (default 3)")
     w.add_argument("--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)")
     w.set_defaults(func=cmd_world)
 
@@ -140,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)")
-    e.add_argument("--per-category", dest="per_category", type=int, default=40, help="prompts per category (default 40)")
-    e.add_argument("--candidates", type=int, default=16, help="N of the reranked best-of-N (default 16)")
+    e.add_argument("--per-category", dest="per_category", type=positive_int, default=40, help="prompts per category (default 40)")
+    e.add_argument("--candidates", type=positive_int, default=16, help="N of the reranked best-of-N (default 16)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--categories", help="comma-separated subset (default: all)")
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")

@@ -44,6 +44,7 @@ WHERE = {
     "in the bottom left": (0, 2), "at the bottom": (1, 2), "in the bottom right": (2, 2),
 }
 MARGIN_PX = 1.0  # boxes keep at least this many pixels from the canvas edge
+MIN_SIZE = 4  # the smallest canvas side W on which a large box (0.40 W) fits inside the margins
 GAP = 0.03  # any two boxes are at least this far apart on the x or the y axis
 DRAW_REL_MIN, JUDGE_REL_MIN = 0.25, 0.1  # relation thresholds for drawing and for judging
 WHERE_MARGIN = 0.02  # drawn centres keep this far from the thirds' borders
@@ -349,6 +350,8 @@ def _touch(a: Obj, b: Obj) -> bool:
 
 def sample_scene(rng: random.Random, W: int = 64) -> tuple[Scene, str]:
     """A random scene and a caption that describes it exactly."""
+    if W < MIN_SIZE:
+        raise ValueError(f"a world image needs a side of at least {MIN_SIZE} pixels, got {W}")
     while True:
         e = sample_expectation(rng)
         scene = realize(e, rng, W)

@@ -173,6 +173,19 @@ def test_train_refuses_counts_out_of_range(args: list[str], words: str, tmp_path
     assert e.value.code == 2 and words in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args, words", [(["world", "--n", "0"], "--n: must be 1 or more, got 0"),
+                                         (["world", "--size", "2"], "--size: must be 4 or more, got 2"),
+                                         (["world", "--cols", "0"], "--cols: must be 1 or more"),
+                                         (["world", "--scale", "-1"], "--scale: must be 1 or more"),
+                                         (["eval", "--per-category", "0"], "--per-category: must be 1 or more"),
+                                         (["eval", "--candidates", "0"], "--candidates: must be 1 or more")])
+def test_world_and_eval_refuse_counts_out_of_range(args: list[str], words: str, tmp_path: Path, capsys):
+    """A usage error naming the option, before any file is written (a world side of 2 used to hang)."""
+    with pytest.raises(SystemExit) as e:
+        dalle([*args, "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and words in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_cli_threads_sets_torch_threads(demo_checkpoint, tmp_path: Path):
     before = torch.get_num_threads()
     try:

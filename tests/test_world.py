@@ -45,6 +45,12 @@ def test_scene_constraints_hold():
                 assert max(gx, gy) >= 0.03 - 1e-9
 
 
+def test_a_canvas_too_small_for_a_large_shape_is_refused():
+    assert sample(0, world.MIN_SIZE).image.shape == (world.MIN_SIZE, world.MIN_SIZE, 3)
+    with pytest.raises(ValueError, match="at least 4 pixels, got 3"):
+        sample(0, world.MIN_SIZE - 1)
+
+
 def test_every_caption_form_is_sampled():
     rng = random.Random(0)
     caps = [world.sample_scene(rng)[1] for _ in range(3000)]
