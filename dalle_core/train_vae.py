@@ -136,11 +136,7 @@ class VAETask:
         """
         rank = rank_and_world()[0]
         images, _ = make_batch(self.source, self.recipe.split_images, self.args.seed, rank, -1 - step)
-        counts = torch.zeros(self.model.config.codebook, device=self.device)
-        for i in range(0, len(images), 256):
-            with autocast(self.device.type, self.args.bf16):
-                tokens = self.model.encode(images[i:i + 256].float().div(255).to(self.device))
-            counts += torch.bincount(tokens.flatten(), minlength=len(counts)).float()
+        counts = torch.bincount(self.encode(images).flatten(), minlength=self.model.config.codebook).float()
         if dist.is_initialized():
             dist.all_reduce(counts)
         dead = (counts == 0).nonzero().flatten()
@@ -168,16 +164,23 @@ class VAETask:
         w = foreground_weights(x, self.recipe.foreground_weight) + self.recipe.edge_weight * edge_mask(x)
         return (err * w).mean() / w.mean()
 
-    def reconstruct(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tokens, reconstructions) of uint8 images, through argmax codes."""
-        toks, recs = [], []
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """The argmax codes (N, h, w) of uint8 images (N, 3, S, S), on the model's device."""
+        tokens = []
         for i in range(0, len(images), batch):
-            x = images[i:i + batch].float().div(255).to(self.device)
             with autocast(self.device.type, self.args.bf16):
-                t = self.model.encode(x)
-                recs.append(self.model.decode(t).float().cpu())
-            toks.append(t.cpu())
-        return torch.cat(toks), torch.cat(recs)
+                tokens.append(self.model.encode(images[i:i + batch].float().div(255).to(self.device)))
+        return torch.cat(tokens)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens, reconstructions) of uint8 images, through argmax codes, on the CPU."""
+        tokens, recs = self.encode(images, batch), []
+        for i in range(0, len(tokens), batch):
+            with autocast(self.device.type, self.args.bf16):
+                recs.append(self.model.decode(tokens[i:i + batch]).float().cpu())
+        return tokens.cpu(), torch.cat(recs)
 
     def validate(self, step: int, out: Path) -> dict[str, float]:
         tokens, recon = self.reconstruct(self.val_images)
