@@ -153,6 +153,23 @@ def remove_partial(run: str | Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def trim_log(path: str | Path, step: int) -> None:
+    """Keep the rows of a JSON-lines training log up to `step`: a resumed run logs the later ones again.
+    A torn last row (the run was killed while writing it) goes too."""
+    path = Path(path)
+    if not path.exists():
+        return
+
+    def upto(line: str) -> bool:
+        try:
+            return json.loads(line)["step"] <= step
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    kept = [line for line in path.read_text().splitlines(keepends=True) if upto(line)]
+    _atomic(path, lambda tmp: Path(tmp).write_text("".join(kept)))
+
+
 def latest_checkpoint(run: str | Path) -> Path | None:
     """The newest complete checkpoint directory of a run, or None."""
     pointer = Path(run) / "latest"

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_training, remove_partial, save_training
+from .checkpoint import CheckpointError, latest_checkpoint, load_training, remove_partial, save_training, trim_log
 from .data import stream_seed
 
 
@@ -177,6 +177,8 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         if rank == 0:
             remove_partial(out)
         state = load_training(ckpt, {task.name: task.model}, opt)
+        if rank == 0:
+            trim_log(out / "log.jsonl", state["step"])
         start, metrics = state["step"], state.get("metrics", {})
         if rank == 0:
             print(f"resuming {task.name} from {ckpt} (step {start})")

@@ -94,6 +94,8 @@ def test_kill_minus_9_then_resume(tmp_path):
     assert f"resuming vae from {ckpt}" in r.stdout + r.stderr
     assert (out / "vae.safetensors").exists()
     assert not list((out / "runs" / "vae").glob(".tmp-*"))
+    logged = [json.loads(line)["step"] for line in open(out / "runs" / "vae" / "log.jsonl") if '"loss"' in line]
+    assert logged == sorted(set(logged)) and logged[-1] == 400  # each step once, as if never interrupted
 
 
 def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
