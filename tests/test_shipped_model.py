@@ -13,7 +13,7 @@ from dalle_core.geneval import evaluate
 
 CATEGORIES = ["single_object", "colors", "counting", "two_object", "position", "color_attr",
               "binding_2", "size", "background", "completion"]
-FLOOR = 0.40  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.75
+FLOOR = 0.60  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.90
 
 
 @pytest.fixture(scope="module")
