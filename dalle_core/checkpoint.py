@@ -177,9 +177,18 @@ def latest_checkpoint(run: str | Path) -> Path | None:
 
 
 def load_training(ckpt: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
-    """Load models and optimizer from a checkpoint directory; returns its state.json."""
+    """Load models and optimizer from a checkpoint directory; returns its state.json. `CheckpointError`
+    if a model's config is not the one the checkpoint was saved with (the recipe changed since)."""
     state = read_json(ckpt / "state.json")
     for name, model in models.items():
+        saved = config_from_json(type(model.config), ckpt / f"{name}.json")
+        if saved != model.config:
+            diff = [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(model.config, f.name)]
+            raise CheckpointError(
+                f"{ckpt / f'{name}.json'} was saved by a {type(model).__name__} with "
+                f"{ {k: getattr(saved, k) for k in diff} }, but this run builds one with "
+                f"{ {k: getattr(model.config, k) for k in diff} }: resume with the settings the run started with, "
+                "or start a new run in another --out")
         load_weights(model, ckpt / f"{name}.safetensors", ckpt / f"{name}.json")
     optimizer.load_state_dict(_unflatten_optimizer(read_tensors(ckpt / "optimizer.safetensors"), state["optimizer"]))
     return state

@@ -174,6 +174,18 @@ def test_resume_continues_exactly(tmp_path, split_every):
         assert sum('"reseeded"' in line for line in open(tmp_path / "a" / "log.jsonl")) == 3
 
 
+def test_resume_with_another_config_names_both(tmp_path):
+    """A run resumed after the recipe's model settings changed fails before training, naming both values."""
+    args = _args(tmp_path / "run", steps=2, ckpt_every=1)
+    train(_task(args), args)
+    resumed = _args(tmp_path / "run", steps=4, ckpt_every=1, resume=True)
+    task = VAETask(DiscreteVAE(replace(TINY, code_dim=8)), ShapesWorld(32), resumed, VAERecipe(val_images=8),
+                   faithful=False)
+    with pytest.raises(CheckpointError, match=r"step-0000002/vae.json was saved by a DiscreteVAE with \{'code_dim': 0\}, "
+                                              r"but this run builds one with \{'code_dim': 8\}"):
+        train(task, resumed)
+
+
 def test_existing_run_needs_resume(tmp_path):
     args = _args(tmp_path / "run", steps=2, ckpt_every=1)
     train(_task(args), args)
