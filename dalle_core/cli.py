@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -69,20 +70,20 @@ def cmd_curves(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}")
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer of 0 or more."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def int_at_least(low: int, name: str) -> Callable[[str], int]:
+    """An argparse type named `name`: an integer of `low` or more."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {text}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in "invalid <name> value"
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of 1 or more."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
+non_negative_int = int_at_least(0, "non_negative_int")
+positive_int = int_at_least(1, "positive_int")
 
 
 def positive_float(text: str) -> float:
@@ -90,16 +91,6 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def world_size(text: str) -> int:
-    """An argparse type: a world image side the scene placement can fill."""
-    from .world import MIN_SIZE
-
-    value = int(text)
-    if value < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be {MIN_SIZE} or more, got {text}")
     return value
 
 
@@ -120,13 +111,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `dalle` command."""
+    from .world import MIN_SIZE
+
     p = argparse.ArgumentParser(prog="dalle", description="A laptop-sized DALL·E on the shapes world.")
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("world", help="write a grid of random world scenes with their captions")
     w.add_argument("--n", type=positive_int, default=16, help="number of scenes (default 16)")
     w.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
-    w.add_argument("--size", type=world_size, default=64, help="image side in pixels (default 64)")
+    w.add_argument("--size", type=int_at_least(MIN_SIZE, "world_size"), default=64, help="image side in pixels (default 64)")
     w.add_argument("--cols", type=positive_int, default=4, help="grid columns (default 4)")
     w.add_argument("--scale", type=positive_int, default=3, help="nearest-neighbour enlargement (default 3)")
     w.add_argument("--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)")
