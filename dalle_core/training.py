@@ -177,10 +177,9 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         if rank == 0:
             remove_partial(out)
         state = load_training(ckpt, {task.name: task.model}, opt)
-        if rank == 0:
-            trim_log(out / "log.jsonl", state["step"])
         start, metrics = state["step"], state.get("metrics", {})
         if rank == 0:
+            trim_log(out / "log.jsonl", start)
             print(f"resuming {task.name} from {ckpt} (step {start})")
     device, bf16 = task_device(task), args.bf16
     step_loss: torch.nn.Module = _TaskLoss(task)
