@@ -199,7 +199,8 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
         opt.zero_grad(set_to_none=True)
-        logs: dict[str, float] = {}
+        sums: dict[str, float] = {}
+        reports: dict[str, int] = {}
         for i in range(args.accum):
             micro = step * args.accum + i
             batch = next(batches)
@@ -211,7 +212,9 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
                     loss, micro_logs = step_loss(batch, step)
                 (loss / args.accum).backward()
             for k, v in micro_logs.items():
-                logs[k] = logs.get(k, 0.0) + v / args.accum
+                sums[k] = sums.get(k, 0.0) + v
+                reports[k] = reports.get(k, 0) + 1
+        logs = {k: v / reports[k] for k, v in sums.items()}  # the mean over the micro-batches that reported it
         if args.grad_clip:
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), args.grad_clip)
         opt.step()

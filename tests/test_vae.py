@@ -174,6 +174,16 @@ def test_resume_continues_exactly(tmp_path, split_every):
         assert sum('"reseeded"' in line for line in open(tmp_path / "a" / "log.jsonl")) == 3
 
 
+def test_reseeding_is_logged_once_per_step_at_its_count_under_accumulation(tmp_path):
+    """Re-seeding runs once per optimizer step, on the first micro-batch; the log shows how many codes it re-seeded."""
+    recipe = VAERecipe(val_images=8, split_every=1, split_until=1.0, split_images=32)
+    args = _args(tmp_path, steps=2, accum=2)
+    expected = _task(args, recipe=recipe).split_dead_codes(step=0)  # step 0 re-seeds the initial weights
+    train(_task(args, recipe=recipe), args)
+    first = json.loads(open(tmp_path / "log.jsonl").readline())
+    assert expected > 0 and first["reseeded"] == expected
+
+
 def test_resume_with_another_config_names_both(tmp_path):
     """A run resumed after the recipe's model settings changed fails before training, naming both values."""
     args = _args(tmp_path / "run", steps=2, ckpt_every=1)
