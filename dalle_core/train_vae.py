@@ -111,7 +111,7 @@ class VAETask:
         tau, beta, hard = self.schedule(step)
         r = self.recipe
         if step >= r.decoder_only_from * self.args.steps:
-            return self._decoder_loss(x, tau)
+            return self._decoder_loss(x)
         logs = {}
         done = step + 1  # splitting at done % split_every == 0 lines it up with the logged steps
         if (r.split_every and done % r.split_every == 0 and done <= r.split_until * self.args.steps
@@ -151,13 +151,14 @@ class VAETask:
             param.index_copy_(dim, dead, rows + noise if param.dim() > 1 else rows)
         return len(dead)
 
-    def _decoder_loss(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone."""
+    def _decoder_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone; it logs
+        the loss only, since no temperature or KL term enters it."""
         with torch.no_grad():
             tokens = self.model.encode(x)
         recon = self.model.decode(tokens).float()
         rec = self._reconstruction(recon, x)
-        return rec, {"loss": rec.item(), "kl": 0.0, "tau": tau}
+        return rec, {"loss": rec.item()}
 
     def _reconstruction(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         err = (recon - x).abs() if self.recipe.recon == "l1" else (recon - x) ** 2

@@ -105,6 +105,20 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "vae.safetensors").exists() and list((tmp_path / "run").glob("recon-*.png"))
 
 
+
+def test_decoder_only_phase_trains_the_decoder_alone_and_logs_its_loss_only(tmp_path):
+    """In the decoder-only phase the encoder stays fixed; the log drops the temperature and KL it does not use."""
+    args = _args(tmp_path, steps=3)
+    task = _task(args, recipe=VAERecipe(val_images=8, decoder_only_from=0.0))
+    encoder = {k: v.clone() for k, v in task.model.encoder.state_dict().items()}
+    decoder = {k: v.clone() for k, v in task.model.decoder.state_dict().items()}
+    train(task, args)
+    assert all(torch.equal(v, task.model.encoder.state_dict()[k]) for k, v in encoder.items())
+    assert any(not torch.equal(v, task.model.decoder.state_dict()[k]) for k, v in decoder.items())
+    logs = [json.loads(line) for line in open(tmp_path / "log.jsonl") if '"loss"' in line]
+    assert len(logs) == 3 and all("tau" not in log and "kl" not in log for log in logs)
+
+
 def _few_codes_task(tmp_path, code_dim=0):
     """A VAE task whose encoder picks at most three codes for any image."""
     args = _args(tmp_path, steps=100)
