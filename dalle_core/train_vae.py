@@ -108,10 +108,10 @@ class VAETask:
         return next(self.model.parameters()).device
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        tau, beta, hard = self.schedule(step)
         r = self.recipe
         if step >= r.decoder_only_from * self.args.steps:
             return self._decoder_loss(x)
+        tau, beta, hard = self.schedule(step)
         logs = {}
         done = step + 1  # splitting at done % split_every == 0 lines it up with the logged steps
         if (r.split_every and done % r.split_every == 0 and done <= r.split_until * self.args.steps

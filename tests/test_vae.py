@@ -105,7 +105,6 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "vae.safetensors").exists() and list((tmp_path / "run").glob("recon-*.png"))
 
 
-
 def test_decoder_only_phase_trains_the_decoder_alone_and_logs_its_loss_only(tmp_path):
     """In the decoder-only phase the encoder stays fixed; the log drops the temperature and KL it does not use."""
     args = _args(tmp_path, steps=3)
