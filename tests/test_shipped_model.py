@@ -17,7 +17,7 @@ from dalle_core.train_vae import faithfulness
 
 CATEGORIES = ["single_object", "colors", "counting", "two_object", "position", "color_attr",
               "binding_2", "size", "background", "completion"]
-FLOOR = 0.60  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.95
+FLOOR = 0.60  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.90
 DVAE_FLOOR = 0.90  # share of 200 held-out scenes the evaluator reads the same after a dVAE round trip
 
 
