@@ -72,6 +72,37 @@ def test_the_ddp_checkpoint_generates(ddp_run):
     assert len(Dalle(ddp_run, device="cpu").generate("a red circle", n=1, candidates=2)) == 1
 
 
+def kill_all(marker: str) -> None:
+    """SIGKILL at once every process whose command line holds `marker`, and wait until they are gone.
+    torchrun starts each worker in a session of its own, so killing torchrun's process group would leave
+    the workers running (and writing checkpoints into the run a resumed one reads)."""
+    def pids() -> list[int]:
+        found = []
+        for d in os.listdir("/proc"):
+            try:
+                if d.isdigit() and marker in open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace"):
+                    found.append(int(d))
+            except OSError:  # the process ended while being looked at
+                pass
+        return found
+
+    for pid in pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    def running(pid: int) -> bool:  # a zombie has stopped; only its parent's wait() is left
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1][0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in pids()):
+        assert time.monotonic() < deadline, "the killed processes did not go away"
+        time.sleep(0.05)
+
+
 def test_kill_minus_9_under_torchrun_then_resume_matches_an_uninterrupted_run(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     args = ["train-vae", "--tiny", "--vae-steps", "8", "--accum", "2"]
@@ -85,7 +116,7 @@ def test_kill_minus_9_under_torchrun_then_resume_matches_an_uninterrupted_run(tm
     while not (latest.exists() and latest.read_text() >= "step-0000003"):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
+    kill_all(str(b))  # torchrun and both workers, mid-run
     proc.wait()
     assert latest_checkpoint(b / "runs" / "vae").name < "step-0000008"
     r = torchrun(*args, "--out", str(b), "--resume")
