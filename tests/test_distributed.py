@@ -86,17 +86,17 @@ def kill_all(marker: str) -> None:
                 pass
         return found
 
-    for pid in pids():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     def running(pid: int) -> bool:  # a zombie has stopped; only its parent's wait() is left
         try:
             return open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1][0] != "Z"
         except OSError:
             return False
 
+    for pid in pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 30
     while any(running(pid) for pid in pids()):
         assert time.monotonic() < deadline, "the killed processes did not go away"
