@@ -171,10 +171,10 @@ def main() -> None:
            f"FlopCounterMode) divided by the best measured matmul peak (bf16 {peak_bf16:.1f}, fp32 {peak_fp32:.0f} GFLOP/s). "
            f"peer_best_over_this: DALLE-pytorch's faster setting over this row's time. "
            f"Stand-ins for DALLE-pytorch's unused imports: {', '.join(stood) or 'none'}. Medians of {a.repeat}.")
-    scaling(cfg, a.repeat)
+    scaling(cfg, a.repeat, native_bf16)
 
 
-def scaling(shipped: TransformerConfig, repeat: int) -> None:
+def scaling(shipped: TransformerConfig, repeat: int, native_bf16: bool) -> None:
     """Time of 16 guided candidates against the grid side, at the shipped width and depth (random weights)."""
     rows = []
     for grid in (4, 8, 16):
@@ -182,13 +182,18 @@ def scaling(shipped: TransformerConfig, repeat: int) -> None:
         model = DalleTransformer(cfg).eval()
         text = torch.randint(3, 200, (cfg.text_len,))
         params = SamplingParams(top_k=64, guidance=3.0, seed=0)
-        t = median_seconds(lambda: generate(model, text, 16, params), repeat=repeat)
-        rows.append({"grid": f"{grid}x{grid}", "stream_tokens": cfg.seq_len, "seconds": t,
-                     "ms_per_image_token": 1000 * t / cfg.image_tokens, "images_per_s": 16 / t})
-        print(rows[-1])
-    record("sampling_grid", rows, "16 candidates with guidance 3 (32 rows), KV cache, fp32, the shipped width and "
+        for bf16 in (False, True) if native_bf16 else (False,):
+            def run():
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.inference_mode():
+                    return generate(model, text, 16, params)
+            t = median_seconds(run, repeat=repeat)
+            rows.append({"grid": f"{grid}x{grid}", "stream_tokens": cfg.seq_len, "precision": "bf16" if bf16 else "fp32",
+                         "seconds": t, "ms_per_image_token": 1000 * t / cfg.image_tokens, "images_per_s": 16 / t})
+            print(rows[-1])
+    record("sampling_grid", rows, "16 candidates with guidance 3 (32 rows), KV cache, the shipped width and "
                                   f"depth ({shipped.n_layer} x {shipped.n_embd}) with random weights, grid varied; "
-                                  f"tokens only (no VAE). Medians of {repeat}.")
+                                  f"tokens only (no VAE); bf16 rows where the CPU computes bf16 natively. "
+                                  f"Medians of {repeat}.")
 
 
 if __name__ == "__main__":
