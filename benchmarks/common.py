@@ -29,16 +29,18 @@ def cpu_name() -> str:
     """The CPU's model name and its native bf16 units (from /proc/cpuinfo), else the platform's machine type.
 
     The development machine has changed between sessions (AVX2 and AVX-512 BF16 EPYCs, an AMX Xeon), and bf16
-    matmuls run about 1, 335 and 1000+ GFLOP/s on them, so every result names its CPU."""
+    matmuls ran at about 1, 335 (two threads) and 1000 (one thread) GFLOP/s on them, so every result names its CPU."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    units = [unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags]
-    return f"{name} ({', '.join(units) or 'no native bf16'})"
+    fields: dict[str, str] = {}  # the first processor's fields
+    for line in info.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    units = [unit for unit in ("amx_bf16", "avx512_bf16") if unit in fields.get("flags", "").split()]
+    return f"{fields.get('model name', platform.machine())} ({', '.join(units) or 'no native bf16'})"
 
 
 def machine() -> dict:
