@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from dalle_core.facade import Dalle
-
 from common import median_seconds, record
+
+from dalle_core import Dalle
 
 PROMPT = "two red circles above a blue square"
 DEFAULT = {"n": 4, "candidates": 16, "temperature": 1.0, "top_k": 64, "top_p": 1.0, "guidance": 3.0}

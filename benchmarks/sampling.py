@@ -15,16 +15,15 @@ import sys
 import types
 
 import torch
+from common import median_seconds, record
 from torch.utils.flop_counter import FlopCounterMode
 
 from dalle_core.checkpoint import load_model
-from dalle_core.facade import DEFAULT_CHECKPOINT
+from dalle_core import DEFAULT_CHECKPOINT
+from dalle_core.device import bf16_supported
 from dalle_core.sampling import SamplingParams, generate
-from dalle_core.training import bf16_supported
 from dalle_core.transformer import DalleTransformer, TransformerConfig
 from dalle_core.vae import DiscreteVAE, VAEConfig
-
-from common import median_seconds, record
 
 PEER_EXTRAS = ("taming", "taming.models", "taming.models.vqgan", "omegaconf", "pkg_resources", "ftfy", "youtokentome")
 

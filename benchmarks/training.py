@@ -16,20 +16,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from dalle_core.data import ShapesWorld
-from dalle_core.recipe import Recipe
-from dalle_core.text import TextTokenizer
-from dalle_core.train_clip import ClipRecipe, ClipTask, make_clip
-from dalle_core.train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
-from dalle_core.train_vae import VAETask
-from dalle_core.training import TrainArgs, autocast, bf16_supported, make_optimizer
-from dalle_core.transformer import DalleTransformer, TransformerConfig
-from dalle_core.vae import DiscreteVAE
-
 from common import record
 from sampling import matmul_gflops
+from torch.utils.flop_counter import FlopCounterMode
+
+from dalle_core.clip import make_clip
+from dalle_core.data import ShapesWorld
+from dalle_core.device import autocast, bf16_supported
+from dalle_core.recipe import Recipe
+from dalle_core.text import TextTokenizer
+from dalle_core.train_clip import ClipRecipe, ClipTask
+from dalle_core.train_transformer import (
+    TransformerRecipe,
+    TransformerTask,
+    precompute_tokens,
+)
+from dalle_core.train_vae import VAETask
+from dalle_core.training import TrainArgs, make_optimizer
+from dalle_core.transformer import DalleTransformer, TransformerConfig
+from dalle_core.vae import DiscreteVAE
 
 
 def step_seconds(task, batches: list, steps: int, bf16: bool) -> tuple[float, float]:

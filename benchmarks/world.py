@@ -1,10 +1,9 @@
 """Scenes per second of the shapes world (sampling + anti-aliased rendering) on one core, and the evaluator."""
 import torch
-
-from dalle_core.evaluate import parse
-from dalle_core.world import sample
-
 from common import median_seconds, record
+
+from dalle_core.judge import parse
+from dalle_core.world import sample
 
 
 def main() -> None:

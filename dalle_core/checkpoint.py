@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +27,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, damaged, or does not fit the model."""
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Call `write(temporary path)`, then rename the file to `path`: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
@@ -38,9 +40,15 @@ def _atomic(path: Path, write) -> None:
             os.remove(tmp)
 
 
+def write_bytes(path: str | Path, data: bytes | str) -> None:
+    """Write a file atomically (a temporary file, then a rename)."""
+    raw = data.encode() if isinstance(data, str) else data
+    _atomic(Path(path), lambda tmp: Path(tmp).write_bytes(raw))
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+    """Write JSON atomically."""
+    write_bytes(path, json.dumps(obj, indent=2))
 
 
 def read_json(path: str | Path) -> Any:
@@ -141,7 +149,7 @@ def save_training(run: str | Path, step: int, models: dict[str, torch.nn.Module]
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _atomic(run / "latest", lambda t: Path(t).write_text(final.name))
+    write_bytes(run / "latest", final.name)
     for old in sorted(run.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -167,7 +175,7 @@ def trim_log(path: str | Path, step: int) -> None:
             return False
 
     kept = [line for line in path.read_text().splitlines(keepends=True) if upto(line)]
-    _atomic(path, lambda tmp: Path(tmp).write_text("".join(kept)))
+    write_bytes(path, "".join(kept))
 
 
 def latest_checkpoint(run: str | Path) -> Path | None:

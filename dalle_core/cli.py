@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 
 def cmd_world(a: argparse.Namespace) -> None:
-    from .imaging import grid
+    from .figures import grid
     from .world import sample
 
     samples = [sample(a.seed + i, a.size) for i in range(a.n)]
@@ -17,8 +18,8 @@ def cmd_world(a: argparse.Namespace) -> None:
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
-    from .facade import Dalle
-    from .geneval import CATEGORIES, evaluate, write_report
+    from .dalle import Dalle
+    from .report import CATEGORIES, evaluate, write_report
 
     cats = a.categories.split(",") if a.categories else None
     unknown = set(cats or []) - set(CATEGORIES) - {"completion"}
@@ -32,8 +33,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
-    from .facade import Dalle, Settings
-    from .imaging import grid
+    from .dalle import Dalle
+    from .figures import grid
+    from .settings import Settings
 
     settings = dict(n=a.n, candidates=max(a.candidates, a.n), temperature=a.temperature, top_k=a.top_k,
                     top_p=a.top_p, guidance=a.guidance, seed=a.seed)
@@ -53,7 +55,7 @@ def cmd_generate(a: argparse.Namespace) -> None:
 def cmd_curves(a: argparse.Namespace) -> None:
     import json
 
-    from .imaging import line_chart
+    from .figures import line_chart
 
     log = a.run / "log.jsonl"
     if not log.exists():
@@ -109,8 +111,77 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads (default: torch's choice; 1 is faster while other work holds a core)")
 
 
+def cmd_train(a: argparse.Namespace) -> None:
+    import torch
+
+    from .recipe import PRESETS, Run, run_stage, train_all
+    from .training import init_distributed
+
+    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes"]
+    for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
+        if getattr(a, name, None):
+            recipe = replace(recipe, **{name: getattr(a, name)})
+    if a.lr:
+        recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
+    init_distributed(a.device)
+    run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
+              judge=a.data == "shapes", accum=a.accum, init=Path(a.init) if a.init else None)
+    if a.stage == "all":
+        train_all(run)
+    else:
+        run.out.mkdir(parents=True, exist_ok=True)
+        run_stage(a.stage, run)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def add_train_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `dalle train ...` and its shortcuts `train-vae`, `train-transformer`, `train-clip`."""
+    from .recipe import STAGES
+
+    def add(name: str, stage: str | None, help: str) -> None:
+        t = sub.add_parser(name, help=help)
+        if stage is None:
+            t.add_argument("stage", choices=("all", *STAGES), help="which stage to run (all: every unfinished one)")
+        else:
+            t.set_defaults(stage=stage)
+        t.add_argument("--out", default="checkpoints/shapes", help="checkpoint directory (default checkpoints/shapes)")
+        t.add_argument("--data", default="shapes", help="'shapes' (default) or a folder of images with .txt captions")
+        size = t.add_mutually_exclusive_group()
+        size.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
+        size.add_argument("--paper", action="store_true",
+                          help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs")
+        t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)")
+        t.add_argument("--workers", type=non_negative_int, default=1, help="data loader processes (default 1)")
+        t.add_argument("--accum", type=positive_int, default=1,
+                       help="micro-batches per optimizer step (gradient accumulation; default 1)")
+        t.add_argument("--init", metavar="DIR",
+                       help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
+                            "e.g. assets/checkpoint")
+        t.add_argument("--lr", type=positive_float, help="override the peak learning rate of every stage run (e.g. lower "
+                                                "for fine-tuning with --init)")
+        t.add_argument("--vae-steps", dest="vae_steps", type=positive_int, help="override the VAE's training steps")
+        t.add_argument("--decoder-steps", dest="decoder_steps", type=positive_int,
+                       help="override the decoder fine-tuning steps")
+        t.add_argument("--transformer-steps", dest="transformer_steps", type=positive_int,
+                       help="override the transformer's training steps")
+        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int, help="override the scorer's training steps")
+        t.set_defaults(func=cmd_train)
+
+    add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")
+    add("train-vae", "vae", "train the discrete VAE (needs nothing before it)")
+    add("train-transformer", "transformer", "train the transformer (needs tokenizer, vae and tokens)")
+    add("train-clip", "clip", "train the contrastive scorer (needs the tokenizer)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `dalle` command."""
+    from .settings import DEFAULTS
     from .world import MIN_SIZE
 
     p = argparse.ArgumentParser(prog="dalle", description="A laptop-sized DALL·E on the shapes world.")
@@ -127,12 +198,14 @@ def main(argv: list[str] | None = None) -> None:
 
     g = sub.add_parser("generate", help="generate images for a prompt, best first, into a PNG grid")
     g.add_argument("prompt")
-    g.add_argument("--n", type=int, default=4, help="images to keep (default 4)")
-    g.add_argument("--candidates", type=int, default=16, help="images sampled and reranked (default 16)")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", dest="top_k", type=int, default=64, help="0 turns it off (default 64)")
-    g.add_argument("--top-p", dest="top_p", type=float, default=1.0)
-    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale >= 1 (default 3)")
+    g.add_argument("--n", type=int, default=DEFAULTS.n, help=f"images to keep (default {DEFAULTS.n})")
+    g.add_argument("--candidates", type=int, default=DEFAULTS.candidates,
+                   help=f"images sampled and reranked (default {DEFAULTS.candidates})")
+    g.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
+    g.add_argument("--top-k", dest="top_k", type=int, default=DEFAULTS.top_k, help=f"0 turns it off (default {DEFAULTS.top_k})")
+    g.add_argument("--top-p", dest="top_p", type=float, default=DEFAULTS.top_p)
+    g.add_argument("--guidance", type=float, default=DEFAULTS.guidance,
+                   help=f"classifier-free guidance scale >= 1 (default {DEFAULTS.guidance:g})")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, default=Path("generated.png"))
     _model_options(g)
@@ -140,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
 
     e = sub.add_parser("eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)")
     e.add_argument("--per-category", dest="per_category", type=positive_int, default=40, help="prompts per category (default 40)")
-    e.add_argument("--candidates", type=positive_int, default=16, help="N of the reranked best-of-N (default 16)")
+    e.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates,
+                   help=f"N of the reranked best-of-N (default {DEFAULTS.candidates})")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--categories", help="comma-separated subset (default: all)")
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
@@ -153,17 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", type=Path, default=Path("curves.png"), help="output PNG (default curves.png)")
     c.set_defaults(func=cmd_curves)
 
-    from . import recipe  # the training and evaluation commands live with the recipe
-    recipe.add_commands(sub)
+    add_train_commands(sub)
 
     a = p.parse_args(argv)
     from .checkpoint import CheckpointError
+    from .recipe import StageFailed
 
     try:
         a.func(a)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (CheckpointError, recipe.StageFailed) as e:  # the message names the file and what to do
+    except (CheckpointError, StageFailed) as e:  # the message names the file and what to do
         sys.exit(f"error: {e}")
 
 

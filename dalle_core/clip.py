@@ -1,4 +1,4 @@
-"""The contrastive scorer (OpenAI CLIP, small): a text and an image encoder into one space. Modules only.
+"""The contrastive scorer (OpenAI CLIP, small): a text and an image encoder into one space, and loading it from a checkpoint.
 
 Both encoders end in a linear projection to `embed_dim` and an L2 normalisation, so the
 similarity of an image and a text is a cosine, multiplied by a learned temperature
@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, config_from_json, load_model
+
+if TYPE_CHECKING:
+    from .text import TextTokenizer
 
 MAX_LOGIT_SCALE = 100.0
 
@@ -128,3 +135,26 @@ class Clip(nn.Module):
         """The scaled cosine of each image with its text: (B,). `ids` is (B, T), or (T,) for one text for all."""
         text = self.encode_text(ids.reshape(-1, ids.shape[-1]))
         return self.scale * (self.encode_image(images) * text).sum(-1)
+
+
+def make_clip(tokenizer: TextTokenizer, image_size: int = 64, **config) -> Clip:
+    """A new scorer for the tokenizer's ids; `config` overrides the other `ClipConfig` fields."""
+    return Clip(ClipConfig(text_vocab=tokenizer.vocab_size, text_len=tokenizer.length, eos_id=tokenizer.eos_id,
+                           image_size=image_size, **config))
+
+
+def check_tokenizer(config: ClipConfig, tokenizer: TextTokenizer, what: str) -> None:
+    """Raise `CheckpointError` when the tokenizer's ids do not fit the config, naming both."""
+    ours = (config.text_vocab, config.text_len, config.eos_id)
+    theirs = (tokenizer.vocab_size, tokenizer.length, tokenizer.eos_id)
+    if ours != theirs:
+        raise CheckpointError(f"{what} expects {ours[0]} text tokens of length {ours[1]} (EOS id {ours[2]}), but the "
+                              f"tokenizer has {theirs[0]} of length {theirs[1]} (EOS id {theirs[2]})")
+
+
+def load_clip(directory: str | Path, tokenizer: TextTokenizer, device: str = "cpu") -> Clip:
+    """The scorer saved as `clip.safetensors` + `clip.json` in a directory, in eval mode;
+    `CheckpointError` if it is missing, damaged, or was trained with another tokenizer."""
+    directory = Path(directory)
+    check_tokenizer(config_from_json(ClipConfig, directory / "clip.json"), tokenizer, f"{directory / 'clip.json'}")
+    return load_model(directory, "clip", Clip, ClipConfig, device)

@@ -14,10 +14,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from . import world
+from .images import stack, to_square
 
 VAL_BASE = 1_000_000_000  # world scenes with seeds from here on are held out for validation
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -54,16 +55,6 @@ class ShapesWorld:
 
 class DatasetError(ValueError):
     """A folder that cannot be used as a dataset."""
-
-
-def to_square(img: Image.Image, size: int) -> np.ndarray:
-    """Any PIL image as RGB uint8 (size, size, 3): resized so its short side fits, centre-cropped."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(base, rgba)
-    img = ImageOps.fit(img.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.uint8)
 
 
 class ImageFolder:
@@ -142,7 +133,7 @@ def make_batch(source: Source, batch_size: int, seed: int, rank: int, k: int) ->
     """Batch number k: images uint8 (B, 3, S, S) and B captions."""
     rng = random.Random(f"{seed}/{rank}/{k}")
     pairs = [source.draw(rng) for _ in range(batch_size)]
-    images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    images = stack([p[0] for p in pairs])
     return images, [p[1] for p in pairs]
 
 
@@ -173,4 +164,4 @@ def validation_batch(source: Source, n: int) -> tuple[torch.Tensor, list[str]]:
     pairs = source.validation(n)
     if not pairs:
         raise DatasetError("the dataset has no held-out pairs for validation")
-    return torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous(), [p[1] for p in pairs]
+    return stack([p[0] for p in pairs]), [p[1] for p in pairs]

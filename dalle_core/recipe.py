@@ -14,7 +14,6 @@ resumable run under `runs/<stage>/` that `--resume` continues.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import multiprocessing
@@ -26,14 +25,19 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_model
-from .cli import non_negative_int, positive_float, positive_int
+from .checkpoint import CheckpointError, load_model, write_bytes, write_json
 from .data import open_source
+from .device import resolve_device
 from .text import TextTokenizer
-from .train_transformer import TransformerRecipe, TransformerTask, load_transformer, precompute_tokens
+from .train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
 from .train_vae import VAERecipe, VAETask
-from .training import TrainArgs, barrier, init_distributed, rank_and_world, resolve_device, train
-from .transformer import DalleTransformer, TransformerConfig, paper_masks
+from .training import TrainArgs, barrier, rank_and_world, train
+from .transformer import (
+    DalleTransformer,
+    TransformerConfig,
+    load_transformer,
+    paper_masks,
+)
 from .vae import DiscreteVAE, VAEConfig
 
 STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
@@ -169,7 +173,8 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
         train(task, args)
         exported = ("transformer", "transformer")
     elif stage == "clip":
-        from .train_clip import ClipTask, load_clip, make_clip
+        from .clip import load_clip, make_clip
+        from .train_clip import ClipTask
         tok = TextTokenizer.load(out)
         args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
         model = (_same_size(load_clip(run.init, tok, device), r.image_size, run.init / "clip.json") if run.init
@@ -201,9 +206,7 @@ def _promote(run_dir: Path, out: Path, name: str) -> None:
         src = run_dir / f"{name}{suffix}"
         if not src.exists():
             raise CheckpointError(f"the {name} run finished without exporting {src}")
-        tmp = out / f".{name}{suffix}.tmp"
-        tmp.write_bytes(src.read_bytes())
-        tmp.replace(out / f"{name}{suffix}")
+        write_bytes(out / f"{name}{suffix}", src.read_bytes())
 
 
 def _record(out: Path, stage: str, seconds: float) -> None:
@@ -211,7 +214,7 @@ def _record(out: Path, stage: str, seconds: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     times = json.loads(path.read_text()) if path.exists() else {}
     times[stage] = times.get(stage, 0.0) + round(seconds, 1)
-    path.write_text(json.dumps(times, indent=2))
+    write_json(path, times)
 
 
 def train_all(run: Run) -> None:
@@ -287,64 +290,3 @@ def _stage_to_log(stage: str, run: Run, log: Path, seconds: Any) -> None:
         except BaseException:  # the traceback goes to the log; the parent reports the failure
             traceback.print_exc()
             raise SystemExit(1) from None
-
-
-def cmd_train(a: argparse.Namespace) -> None:
-    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes"]
-    for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
-        if getattr(a, name, None):
-            recipe = replace(recipe, **{name: getattr(a, name)})
-    if a.lr:
-        recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
-    init_distributed(a.device)
-    run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
-              judge=a.data == "shapes", accum=a.accum, init=Path(a.init) if a.init else None)
-    if a.stage == "all":
-        train_all(run)
-    else:
-        run.out.mkdir(parents=True, exist_ok=True)
-        run_stage(a.stage, run)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `dalle train ...` and its shortcuts `train-vae`, `train-transformer`, `train-clip`."""
-    def add(name: str, stage: str | None, help: str) -> None:
-        t = sub.add_parser(name, help=help)
-        if stage is None:
-            t.add_argument("stage", choices=("all", *STAGES), help="which stage to run (all: every unfinished one)")
-        else:
-            t.set_defaults(stage=stage)
-        t.add_argument("--out", default="checkpoints/shapes", help="checkpoint directory (default checkpoints/shapes)")
-        t.add_argument("--data", default="shapes", help="'shapes' (default) or a folder of images with .txt captions")
-        size = t.add_mutually_exclusive_group()
-        size.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
-        size.add_argument("--paper", action="store_true",
-                          help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs")
-        t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-        t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-        t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)")
-        t.add_argument("--workers", type=non_negative_int, default=1, help="data loader processes (default 1)")
-        t.add_argument("--accum", type=positive_int, default=1,
-                       help="micro-batches per optimizer step (gradient accumulation; default 1)")
-        t.add_argument("--init", metavar="DIR",
-                       help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
-                            "e.g. assets/checkpoint")
-        t.add_argument("--lr", type=positive_float, help="override the peak learning rate of every stage run (e.g. lower "
-                                                "for fine-tuning with --init)")
-        t.add_argument("--vae-steps", dest="vae_steps", type=positive_int, help="override the VAE's training steps")
-        t.add_argument("--decoder-steps", dest="decoder_steps", type=positive_int,
-                       help="override the decoder fine-tuning steps")
-        t.add_argument("--transformer-steps", dest="transformer_steps", type=positive_int,
-                       help="override the transformer's training steps")
-        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int, help="override the scorer's training steps")
-        t.set_defaults(func=cmd_train)
-
-    add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")
-    add("train-vae", "vae", "train the discrete VAE (needs nothing before it)")
-    add("train-transformer", "transformer", "train the transformer (needs tokenizer, vae and tokens)")
-    add("train-clip", "clip", "train the contrastive scorer (needs the tokenizer)")

@@ -1,7 +1,6 @@
 """The text tokenizer: byte-level BPE over captions, padded or truncated to a fixed length."""
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections import Counter
@@ -9,9 +8,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
-from .checkpoint import CheckpointError, read_json
+from .checkpoint import CheckpointError, read_json, write_bytes, write_json
 
 PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -83,11 +90,11 @@ class TextTokenizer:
         return list(dict.fromkeys(w for w in words_of(text) if w not in self.words))
 
     def save(self, directory: str | Path) -> None:
-        """Write `tokenizer.json` (the BPE) and `text.json` (length and known words)."""
+        """Write `text.json` (length and known words), then `tokenizer.json` (the BPE), each atomically:
+        a directory with `tokenizer.json` has both."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(directory / "tokenizer.json"))
-        (directory / "text.json").write_text(json.dumps({"length": self.length, "words": sorted(self.words)}, indent=1))
+        write_json(directory / "text.json", {"length": self.length, "words": sorted(self.words)})
+        write_bytes(directory / "tokenizer.json", self.tokenizer.to_str(pretty=True))
 
     @classmethod
     def load(cls, directory: str | Path) -> "TextTokenizer":

@@ -22,19 +22,33 @@ from dataclasses import dataclass, replace
 from itertools import combinations, count
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from . import world
-from .checkpoint import CheckpointError, config_from_json, load_model, save_model
-from .clip import Clip, ClipConfig
+from .checkpoint import save_model
+from .clip import Clip, check_tokenizer
 from .data import VAL_BASE, ShapesWorld, Source, batch_loader, validation_batch
+from .device import autocast
+from .images import stack
 from .text import TextTokenizer
-from .training import TrainArgs, autocast
-from .world import (BACKGROUNDS, COLORS, NUMBER_WORDS, RELATIONS, SHAPES, SIZE_WORDS, WHERE, Expectation, Group,
-                    Scene, caption_of, check, parse_caption)
+from .training import TrainArgs
+from .world import (
+    BACKGROUNDS,
+    COLORS,
+    NUMBER_WORDS,
+    RELATIONS,
+    SHAPES,
+    SIZE_WORDS,
+    WHERE,
+    Expectation,
+    Group,
+    Scene,
+    caption_of,
+    check,
+    parse_caption,
+)
 
 KINDS = ("color_swap", "relation", "count", "shape", "background", "position")
 RETRIEVAL_PAIRS = 256  # held-out pairs for the top-1 retrieval metrics
@@ -235,7 +249,7 @@ def world_batch(batch_size: int, seed: int, rank: int, k: int, size: int = 64
     `data.make_batch(ShapesWorld(size), batch_size, seed, rank, k)`, and what each image shows."""
     rng = random.Random(f"{seed}/{rank}/{k}")
     samples = [world.sample(rng.randrange(VAL_BASE), size) for _ in range(batch_size)]
-    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).contiguous()
+    images = stack([s.image for s in samples])
     return images, [s.caption for s in samples], [s.scene for s in samples]
 
 
@@ -255,7 +269,7 @@ def with_negatives(images: torch.Tensor, captions: list[str], scenes: list[Scene
         negative_images += [world.render(c, size) for c in chosen]
         image_owner += [i] * len(chosen)
     if negative_images:
-        extra = torch.from_numpy(np.stack(negative_images)).permute(0, 3, 1, 2)
+        extra = stack(negative_images)
         images = torch.cat([images, extra])
     return images, captions + negative_texts, image_owner, text_owner
 
@@ -299,7 +313,7 @@ def validation_set(source: Source, n: int) -> ValidationSet:
     """The first n held-out pairs; for the shapes world also the hard negatives of their scenes."""
     if isinstance(source, ShapesWorld):
         samples = [world.sample(VAL_BASE + i, source.size) for i in range(n)]
-        images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).contiguous()
+        images = stack([s.image for s in samples])
         negatives = [hard_negatives(s.caption, s.scene, random.Random(i)) for i, s in enumerate(samples)]
         return ValidationSet(images, [s.caption for s in samples], negatives)
     images, captions = validation_batch(source, n)
@@ -391,24 +405,3 @@ class ClipTask:
 
 # ----------------------------------------------------------------------------- building and loading
 
-def make_clip(tokenizer: TextTokenizer, image_size: int = 64, **config) -> Clip:
-    """A new scorer for the tokenizer's ids; `config` overrides the other `ClipConfig` fields."""
-    return Clip(ClipConfig(text_vocab=tokenizer.vocab_size, text_len=tokenizer.length, eos_id=tokenizer.eos_id,
-                           image_size=image_size, **config))
-
-
-def check_tokenizer(config: ClipConfig, tokenizer: TextTokenizer, what: str) -> None:
-    """Raise `CheckpointError` when the tokenizer's ids do not fit the config, naming both."""
-    ours = (config.text_vocab, config.text_len, config.eos_id)
-    theirs = (tokenizer.vocab_size, tokenizer.length, tokenizer.eos_id)
-    if ours != theirs:
-        raise CheckpointError(f"{what} expects {ours[0]} text tokens of length {ours[1]} (EOS id {ours[2]}), but the "
-                              f"tokenizer has {theirs[0]} of length {theirs[1]} (EOS id {theirs[2]})")
-
-
-def load_clip(directory: str | Path, tokenizer: TextTokenizer, device: str = "cpu") -> Clip:
-    """The scorer saved as `clip.safetensors` + `clip.json` in a directory, in eval mode;
-    `CheckpointError` if it is missing, damaged, or was trained with another tokenizer."""
-    directory = Path(directory)
-    check_tokenizer(config_from_json(ClipConfig, directory / "clip.json"), tokenizer, f"{directory / 'clip.json'}")
-    return load_model(directory, "clip", Clip, ClipConfig, device)

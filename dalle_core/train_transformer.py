@@ -9,16 +9,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import (CheckpointError, config_from_json, load_model, read_json, read_tensors, save_model,
-                         write_json, write_tensors)
+from .checkpoint import read_json, read_tensors, save_model, write_json, write_tensors
 from .data import Source, make_batch, stream_seed, validation_batch
-from .evaluate import judge_image
-from .imaging import grid, to_uint8
+from .device import autocast, bf16_supported
+from .figures import grid
+from .images import to_uint8
+from .judge import judge_image
 from .sampling import SamplingParams, generate
+from .settings import DEFAULTS
 from .text import TextTokenizer
-from .training import TrainArgs, autocast, bf16_supported
-from .transformer import DalleTransformer, TransformerConfig
-from .vae import DiscreteVAE, VAEConfig
+from .training import TrainArgs
+from .transformer import DalleTransformer
+from .vae import DiscreteVAE
 
 SAMPLE_PROMPTS = [
     "a red circle", "a blue square", "two green triangles", "a yellow diamond above a purple cross",
@@ -118,22 +120,10 @@ class TransformerTask:
         """One image for a prompt (temperature 1, top-k 64, guidance 3), uint8 (S, S, 3)."""
         text, _ = self.tokenizer.encode(prompt)
         with autocast(self.device.type, self.args.bf16):
-            tokens = generate(self.model, text.to(self.device), 1, SamplingParams(top_k=64, guidance=3.0, seed=seed))
+            tokens = generate(self.model, text.to(self.device), 1, SamplingParams(top_k=DEFAULTS.top_k, guidance=DEFAULTS.guidance, seed=seed))
             return to_uint8(self.vae.decode(tokens.flatten(1)))[0]
 
     def export(self, out: Path) -> None:
         save_model(out, "transformer", self.model)
 
 
-def load_transformer(directory: str | Path, tokenizer: TextTokenizer, vae: VAEConfig,
-                     device: str = "cpu") -> DalleTransformer:
-    """The transformer saved as `transformer.safetensors` + `transformer.json` in a directory, in eval mode;
-    `CheckpointError` if it is missing, damaged, or reads other tokens than the tokenizer and VAE give."""
-    path = Path(directory) / "transformer.json"
-    config = config_from_json(TransformerConfig, path)
-    fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
-    theirs = {f: getattr(config, f) for f in fields}
-    ours = dict(zip(fields, (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid)))
-    if theirs != ours:
-        raise CheckpointError(f"{path} reads {theirs}, but the tokenizer and VAE give {ours}")
-    return load_model(directory, "transformer", DalleTransformer, TransformerConfig, device)

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from .checkpoint import save_model
-from .data import Source, batch_loader, make_batch, validation_batch
-from .evaluate import parse, scenes_match
-from .imaging import grid, to_uint8
-from .training import TrainArgs, autocast, rank_and_world
+from .data import Source, batch_loader, validation_batch
+from .device import autocast
+from .figures import grid
+from .images import to_uint8
+from .judge import parse, scenes_match
+from .training import TrainArgs
 from .vae import DiscreteVAE
 
 
@@ -28,11 +29,7 @@ class VAERecipe:
     tau_anneal: float = 1.0  # the temperature reaches tau_end at this fraction of the run, then stays
     kl_weight: float = 1e-4  # on the mean per-cell KL(q || uniform), beside a per-pixel mean reconstruction loss
     kl_warmup: float = 0.2
-    hard_from: float = 1.0  # straight-through hard samples from here on (1: never; measured to hurt here)
     decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
-    split_every: int = 0  # every this many steps, re-seed the codes no probe cell chose (0: never; measured to hurt)
-    split_until: float = 0.5  # ... up to this fraction of the run
-    split_images: int = 1024  # the probe: fresh training images whose argmax codes count as used
     recon: str = "l1"  # "l1" or "mse"
     foreground_weight: float = 10.0  # weight of pixels unlike the image's border colour (1 = plain)
     edge_weight: float = 20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
@@ -88,15 +85,14 @@ class VAETask:
                  faithful: bool = True):
         self.model, self.source, self.args, self.recipe, self.faithful = model, source, args, recipe, faithful
         self.val_images, _ = validation_batch(source, recipe.val_images)
-        self._split_at = -1
 
-    def schedule(self, step: int) -> tuple[float, float, bool]:
-        """(temperature, KL weight, hard samples) at a step."""
+    def schedule(self, step: int) -> tuple[float, float]:
+        """(temperature, KL weight) at a step."""
         t = step / max(1, self.args.steps)
         r = self.recipe
         tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t / max(r.tau_anneal, 1e-9), 1.0, 0.0)  # cosine in log-space
         beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
-        return tau, beta, t >= r.hard_from
+        return tau, beta
 
     def batches(self, start: int, rank: int = 0) -> Iterator[torch.Tensor]:
         for images, _ in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
@@ -111,45 +107,13 @@ class VAETask:
         r = self.recipe
         if step >= r.decoder_only_from * self.args.steps:
             return self._decoder_loss(x)
-        tau, beta, hard = self.schedule(step)
-        logs = {}
-        done = step + 1  # splitting at done % split_every == 0 lines it up with the logged steps
-        if (r.split_every and done % r.split_every == 0 and done <= r.split_until * self.args.steps
-                and step != self._split_at):  # once per step, not per gradient-accumulation micro-batch
-            self._split_at = step
-            logs["reseeded"] = float(self.split_dead_codes(step))
-        recon, logits = self.model(x, tau, hard)
+        tau, beta = self.schedule(step)
+        recon, logits = self.model(x, tau)
         recon, logits = recon.float(), logits.float()
         rec = self._reconstruction(recon, x)
         logq = F.log_softmax(logits, dim=1)  # (B, K, h, w)
         kl = (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])  # KL(q || uniform) per cell
-        return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau, **logs}
-
-    @torch.no_grad()
-    def split_dead_codes(self, step: int) -> int:
-        """Re-seed each code that no cell of a probe batch chose as a noisy copy of a chosen one, drawn in
-        proportion to use; returns how many were re-seeded.
-
-        The encoder and decoder rows of the source are both copied, so a copy decodes like its source and
-        the two then share and divide its cells. The probe and the noise are functions of `step`, so a
-        resumed run re-seeds exactly as an uninterrupted one.
-        """
-        rank = rank_and_world()[0]
-        images, _ = make_batch(self.source, self.recipe.split_images, self.args.seed, rank, -1 - step)
-        counts = torch.bincount(self.encode(images).flatten(), minlength=self.model.config.codebook).float()
-        if dist.is_initialized():
-            dist.all_reduce(counts)
-        dead = (counts == 0).nonzero().flatten()
-        if len(dead) == 0:
-            return 0
-        g = torch.Generator().manual_seed(step)
-        src = torch.multinomial(counts.cpu(), len(dead), replacement=True, generator=g).to(self.device)
-        for param, dim in self.model.code_rows():
-            rows = param.index_select(dim, src)
-            noise = torch.randn(rows.shape, generator=g).to(param) * 0.05 * param.std()
-            # weights get the noise, biases are exact: a copy must not win all of its source's cells
-            param.index_copy_(dim, dead, rows + noise if param.dim() > 1 else rows)
-        return len(dead)
+        return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau}
 
     def _decoder_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone; it logs

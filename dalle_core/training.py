@@ -29,8 +29,17 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_training, remove_partial, save_training, trim_log
+from .checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_training,
+    remove_partial,
+    save_training,
+    trim_log,
+    write_json,
+)
 from .data import stream_seed
+from .device import autocast, bf16_supported, resolve_device
 
 
 @dataclass
@@ -114,36 +123,6 @@ class _TaskLoss(torch.nn.Module):
         return self.task.loss(batch, step)
 
 
-def resolve_device(device: str) -> str:
-    """"auto" picks cuda when available; asking for cuda without it is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
-
-
-def bf16_supported(device: str) -> bool:
-    """Whether bf16 autocast is fast on `device`: a CUDA GPU with bf16, or a CPU with AVX-512 BF16 or AMX.
-
-    Without native support (an AVX2-only CPU, say) PyTorch emulates bf16 matmuls about 100x slower than fp32.
-    """
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device`, or nothing."""
-    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def lr_at(step: int, args: TrainArgs) -> float:
     """Linear warm-up, then cosine decay to `min_lr_ratio * lr`."""
     if step < args.warmup:
@@ -188,7 +167,7 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     log = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps({**asdict(args), "processes": world}, indent=2))
+        write_json(out / "args.json", {**asdict(args), "processes": world})
         log = (out / "log.jsonl").open("a")
     bar = tqdm(total=args.steps, initial=start, desc=f"train {task.name}", dynamic_ncols=True, disable=rank != 0)
     per_step = args.batch_size * args.accum * world

@@ -31,12 +31,22 @@ These are the axial_row / axial_col / conv_like masks of lucidrains' DALLE-pytor
 terms of the cell being predicted. The image BOS key is only seen by position T itself.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .checkpoint import CheckpointError, config_from_json, load_model
+
+if TYPE_CHECKING:
+    from .text import TextTokenizer
+    from .vae import VAEConfig
 
 MASK_KINDS = ("causal", "row", "column", "conv")
 
@@ -281,3 +291,17 @@ class DalleTransformer(nn.Module):
         image_loss = F.cross_entropy(logits_image.flatten(0, 1).float(), image.flatten())
         total = cfg.loss_text_weight * text_loss + cfg.loss_image_weight * image_loss
         return total, text_loss, image_loss
+
+
+def load_transformer(directory: str | Path, tokenizer: TextTokenizer, vae: VAEConfig,
+                     device: str = "cpu") -> DalleTransformer:
+    """The transformer saved as `transformer.safetensors` + `transformer.json` in a directory, in eval mode;
+    `CheckpointError` if it is missing, damaged, or reads other tokens than the tokenizer and VAE give."""
+    path = Path(directory) / "transformer.json"
+    config = config_from_json(TransformerConfig, path)
+    fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
+    theirs = {f: getattr(config, f) for f in fields}
+    ours = dict(zip(fields, (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid)))
+    if theirs != ours:
+        raise CheckpointError(f"{path} reads {theirs}, but the tokenizer and VAE give {ours}")
+    return load_model(directory, "transformer", DalleTransformer, TransformerConfig, device)

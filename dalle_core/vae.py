@@ -124,17 +124,11 @@ class DiscreteVAE(nn.Module):
         self.decoder = Decoder(config)
         self.to(memory_format=torch.channels_last)  # the convolutions' fast layout: 1.3-1.4x per CPU training step
 
-    def forward(self, x: torch.Tensor, tau: float, hard: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Relaxed round trip: (reconstruction (B, 3, S, S), code logits (B, K, h, w))."""
         logits = self.encoder(x)  # (B, K, h, w)
-        z = F.gumbel_softmax(logits.float(), tau=tau, hard=hard, dim=1)  # (B, K, h, w), rows sum to 1
+        z = F.gumbel_softmax(logits.float(), tau=tau, dim=1)  # (B, K, h, w), rows sum to 1
         return self.decoder(z.to(logits.dtype)), logits
-
-    def code_rows(self) -> list[tuple[nn.Parameter, int]]:
-        """The parameters that hold one slice per code, each with the dimension it is indexed along."""
-        head = self.encoder.net[-1]
-        enc = [(head.codes, 0)] if isinstance(head, CosineLogits) else [(head.weight, 0), (head.bias, 0)]
-        return enc + [(self.decoder.embed.weight, 1)]
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

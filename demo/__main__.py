@@ -14,7 +14,7 @@ import ipaddress
 import os
 import sys
 
-from dalle_core.facade import DEFAULT_CHECKPOINT, MAX_CANDIDATES
+from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES
 
 API_KEY_ENV = "DALLE_DEMO_API_KEY"
 
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where to run the model (default: %(default)s: cuda if available)")
     parser.add_argument("--max-candidates", type=_candidates, default=MAX_CANDIDATES, metavar="N",
                         help="the most candidates the app may sample per request (default: %(default)s)")
-    parser.add_argument("--api-candidates", type=_candidates, default=16, metavar="N",
+    parser.add_argument("--api-candidates", type=_candidates, default=DEFAULTS.candidates, metavar="N",
                         help="each API image is the best of this many samples (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     # imported here, so that --help and argument errors answer at once
     import uvicorn
 
+    from dalle_core import Dalle
     from dalle_core.checkpoint import CheckpointError
-    from dalle_core.facade import Dalle
 
     from .server import create_app, launch_shared
 

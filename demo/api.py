@@ -37,9 +37,9 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from dalle_core.facade import MAX_CANDIDATES, Dalle, Result
+from dalle_core import DEFAULTS, MAX_CANDIDATES, Dalle, Result
 
-from .images import MAX_IMAGE_PIXELS, center_square, enlarge, native_pixels, png_bytes
+from .media import MAX_IMAGE_PIXELS, center_square, enlarge, native_pixels, png_bytes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,7 +128,7 @@ class FileStore:
             self._bytes -= len(data)
 
 
-def add_api_routes(app: FastAPI, model: Dalle, api_key: str | None = None, api_candidates: int = 16,
+def add_api_routes(app: FastAPI, model: Dalle, api_key: str | None = None, api_candidates: int = DEFAULTS.candidates,
                    max_waiting: int = 4) -> None:
     """Add the `/v1` routes to `app` (before mounting Gradio at "/"); `app.state.model_gate` is their gate."""
     if not 1 <= api_candidates <= MAX_CANDIDATES:

@@ -18,10 +18,18 @@ import numpy as np
 from gradio.components.image_editor import EditorData, EditorValue
 from PIL import Image
 
-from dalle_core.facade import DEFAULT_CHECKPOINT, MAX_CANDIDATES, Dalle, Progress
+from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Dalle, Progress
 
-from .images import (DISPLAY_SIZE, MAX_IMAGE_PIXELS, PngFolder, center_square, enlarge, native_pixels,
-                     outline_region, painted_mask)
+from .media import (
+    DISPLAY_SIZE,
+    MAX_IMAGE_PIXELS,
+    PngFolder,
+    center_square,
+    enlarge,
+    native_pixels,
+    outline_region,
+    painted_mask,
+)
 
 EXAMPLE_PROMPTS = [
     "a red circle",
@@ -160,17 +168,17 @@ def sampling_controls(max_candidates: int) -> list[gr.components.Component]:
     """Sliders for the sampling settings, in the order `Handlers.generate` takes them."""
     with gr.Accordion("Sampling settings", open=False):
         with gr.Row():
-            candidates = gr.Slider(1, max_candidates, value=min(16, max_candidates), step=1, label="Candidates",
+            candidates = gr.Slider(1, max_candidates, value=min(DEFAULTS.candidates, max_candidates), step=1, label="Candidates",
                                    info="how many images to sample; the scorer keeps the best")
-            show = gr.Slider(1, max_candidates, value=min(4, max_candidates), step=1, label="Images to show",
+            show = gr.Slider(1, max_candidates, value=min(DEFAULTS.n, max_candidates), step=1, label="Images to show",
                              info="the best ones (at most the candidates)")
         with gr.Row():
-            temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-            top_k = gr.Slider(0, 512, value=64, step=1, label="Top-k", info="0: off")
-            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="Top-p", info="1: off")
-            guidance = gr.Slider(1.0, 10.0, value=3.0, step=0.25, label="Guidance", info="1: off")
+            temperature = gr.Slider(0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature")
+            top_k = gr.Slider(0, 512, value=DEFAULTS.top_k, step=1, label="Top-k", info="0: off")
+            top_p = gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.01, label="Top-p", info="1: off")
+            guidance = gr.Slider(1.0, 10.0, value=DEFAULTS.guidance, step=0.25, label="Guidance", info="1: off")
         with gr.Row():
-            seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+            seed = gr.Number(DEFAULTS.seed, precision=0, minimum=0, label="Seed")
             random_seed = gr.Checkbox(True, label="Random seed", info="pick a new seed each time (shown here after)")
     return [candidates, show, temperature, top_k, top_p, guidance, seed, random_seed]
 

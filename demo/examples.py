@@ -11,7 +11,7 @@ from pathlib import Path
 from dalle_core import world
 
 from .app import EXAMPLE_SCENES
-from .images import DISPLAY_SIZE, enlarge
+from .media import DISPLAY_SIZE, enlarge
 
 SEEDS = (9, 10, 25, 38)  # scenes with something in the lower-right part to redraw
 

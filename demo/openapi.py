@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import DEFAULT_SIZE, MAX_IMAGE_BYTES, MAX_N, MAX_PROMPT_CHARS, MODEL_ID, RESPONSE_FORMATS, SIZES
+from .api import (
+    DEFAULT_SIZE,
+    MAX_IMAGE_BYTES,
+    MAX_N,
+    MAX_PROMPT_CHARS,
+    MODEL_ID,
+    RESPONSE_FORMATS,
+    SIZES,
+)
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -8,18 +8,18 @@ from __future__ import annotations
 import gradio as gr
 from fastapi import FastAPI
 
-from dalle_core.facade import MAX_CANDIDATES, Dalle
+from dalle_core import DEFAULTS, MAX_CANDIDATES, Dalle
 
 from .api import add_api_routes
 from .app import CSS, build_demo
-from .images import refuse_huge_images
+from .media import refuse_huge_images
 
 MAX_UPLOAD = "10mb"  # for the app's uploads; the API has its own limits
 QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
 
 
 def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] | None = None,
-               api_candidates: int = 16, max_candidates: int = MAX_CANDIDATES, max_waiting: int = 4) -> FastAPI:
+               api_candidates: int = DEFAULTS.candidates, max_candidates: int = MAX_CANDIDATES, max_waiting: int = 4) -> FastAPI:
     """A FastAPI app answering the Images API under /v1 and serving the Gradio app at /.
 
     `api_key` guards /v1 (Bearer token); `auth` (user, password) guards the app's pages. Each API image is
@@ -36,7 +36,7 @@ def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] |
 
 
 def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_key: str | None = None,
-                  auth: tuple[str, str] | None = None, api_candidates: int = 16, max_candidates: int = MAX_CANDIDATES,
+                  auth: tuple[str, str] | None = None, api_candidates: int = DEFAULTS.candidates, max_candidates: int = MAX_CANDIDATES,
                   max_waiting: int = 4) -> tuple[gr.Blocks, str, str | None]:
     """Serve the app with Gradio's own server (needed for `share=True`) and add the /v1 routes to it.
 

@@ -54,7 +54,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def demo_checkpoint() -> Path:
     """The checkpoint the demo tests run: $DALLE_TEST_CHECKPOINT or the shipped one."""
-    from dalle_core.facade import DEFAULT_CHECKPOINT
+    from dalle_core import DEFAULT_CHECKPOINT
 
     path = Path(os.environ.get("DALLE_TEST_CHECKPOINT", DEFAULT_CHECKPOINT))
     if not path.is_dir():
@@ -67,7 +67,7 @@ def demo_model(demo_checkpoint: Path):
     """The `Dalle` facade on the test checkpoint, on the CPU with one thread (the machine is shared)."""
     import torch
 
-    from dalle_core.facade import Dalle
+    from dalle_core import Dalle
 
     torch.set_num_threads(1)
     return Dalle(demo_checkpoint, device="cpu")

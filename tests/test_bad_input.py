@@ -17,13 +17,13 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from conftest import DEMO_API_KEY, LiveServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import DEMO_API_KEY, LiveServer
 from dalle_core.cli import main as dalle
-from dalle_core.facade import Settings
+from dalle_core import Settings
 
 SCENE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"  # 256 px
 SETTINGS = (2, 1, 1.0, 64, 1.0, 3.0, 7, False)  # the app's sampling controls, as in test_demo_ui.py

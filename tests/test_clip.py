@@ -8,11 +8,21 @@ import torch
 
 from dalle_core import world
 from dalle_core.checkpoint import CheckpointError, save_model
-from dalle_core.clip import Clip, ClipConfig
+from dalle_core.clip import Clip, ClipConfig, load_clip, make_clip
 from dalle_core.data import ShapesWorld, make_batch
 from dalle_core.text import TextTokenizer
-from dalle_core.train_clip import (KINDS, ClipRecipe, ClipTask, contrastive_loss, degrade, hard_negative_loss,
-                                   hard_negatives, load_clip, make_clip, negative_scenes, with_negatives, world_batch)
+from dalle_core.train_clip import (
+    KINDS,
+    ClipRecipe,
+    ClipTask,
+    contrastive_loss,
+    degrade,
+    hard_negative_loss,
+    hard_negatives,
+    negative_scenes,
+    with_negatives,
+    world_batch,
+)
 from dalle_core.training import TrainArgs, train
 from dalle_core.world import check, parse_caption
 

@@ -4,8 +4,15 @@ import pytest
 import torch
 from PIL import Image
 
-from dalle_core.data import (Batches, DatasetError, ImageFolder, ShapesWorld, batch_loader, make_batch,
-                             validation_batch)
+from dalle_core.data import (
+    Batches,
+    DatasetError,
+    ImageFolder,
+    ShapesWorld,
+    batch_loader,
+    make_batch,
+    validation_batch,
+)
 
 
 def test_batches_are_a_function_of_their_index():

@@ -18,9 +18,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from PIL import Image
-
 from conftest import DEMO_API_KEY, LiveServer
+from PIL import Image
 
 SCENE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"
 # the scene is a 64 px image enlarged 4x: the server gives the model exactly these pixels

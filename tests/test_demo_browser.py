@@ -12,10 +12,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import LiveServer
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
-
-from conftest import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

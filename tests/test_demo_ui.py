@@ -5,11 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LiveServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-
-from conftest import LiveServer
 
 SCENE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"  # 256 px, 4x enlarged
 # candidates, images to show, temperature, top-k, top-p, guidance, seed, random seed
@@ -145,7 +144,7 @@ def test_any_image_is_converted_and_the_user_told(client: Client, tmp_path: Path
 
 
 def test_model_card_summary(tmp_path: Path):
-    from dalle_core.facade import DEFAULT_CHECKPOINT
+    from dalle_core import DEFAULT_CHECKPOINT
     from demo.app import model_card_summary
 
     card = tmp_path / "MODEL_CARD.md"

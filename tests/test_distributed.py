@@ -12,10 +12,15 @@ import torch
 
 from dalle_core.checkpoint import latest_checkpoint, read_tensors
 from dalle_core.clip import Clip, ClipConfig
-from dalle_core.facade import Dalle
+from dalle_core import Dalle
 from dalle_core.recipe import PAPER, TINY
 from dalle_core.training import TrainArgs
-from dalle_core.transformer import DalleTransformer, TransformerConfig, build_mask, paper_masks
+from dalle_core.transformer import (
+    DalleTransformer,
+    TransformerConfig,
+    build_mask,
+    paper_masks,
+)
 from dalle_core.vae import DiscreteVAE, VAEConfig
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from dalle_core.checkpoint import CheckpointError, config_from_json, save_model
 from dalle_core.cli import main as dalle
-from dalle_core.facade import Dalle
+from dalle_core import Dalle
 from dalle_core.vae import DiscreteVAE, VAEConfig
 
 

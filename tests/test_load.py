@@ -22,10 +22,9 @@ from dataclasses import dataclass
 import httpx
 import openai
 import pytest
+from conftest import DEMO_API_KEY, LiveServer
 from gradio_client import Client
 from gradio_client.utils import QueueError
-
-from conftest import DEMO_API_KEY, LiveServer
 
 CLIENTS = int(os.environ.get("DALLE_LOAD_CLIENTS", "16"))  # half Gradio, half OpenAI
 REQUESTS = int(os.environ.get("DALLE_LOAD_REQUESTS", "48"))  # in all, split evenly between the clients

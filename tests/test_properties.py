@@ -21,7 +21,15 @@ from starlette.datastructures import UploadFile
 
 from dalle_core import world
 from dalle_core.text import TextTokenizer
-from demo.api import MAX_N, MAX_PROMPT_CHARS, RESPONSE_FORMATS, SIZES, APIError, _common_fields, _read_image
+from demo.api import (
+    MAX_N,
+    MAX_PROMPT_CHARS,
+    RESPONSE_FORMATS,
+    SIZES,
+    APIError,
+    _common_fields,
+    _read_image,
+)
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SCENE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dalle_core.checkpoint import latest_checkpoint, read_json, read_tensors
-from dalle_core.facade import Dalle
+from dalle_core import Dalle
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SHIPPED = Path(__file__).parents[1] / "assets" / "checkpoint"
@@ -143,6 +143,7 @@ def test_init_with_weights_for_other_tokens_fails_clearly(tiny, tmp_path):
 def test_fine_tune_everything_on_a_folder(tiny, tmp_path):
     """`dalle train all --init DIR --data FOLDER`: every stage starts from DIR and trains on the folder's pairs."""
     from PIL import Image
+
     from dalle_core.world import sample
     folder = tmp_path / "pairs"
     folder.mkdir()

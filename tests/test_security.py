@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import DEMO_API_KEY, LiveServer
+
 from demo.api import FileStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def test_the_shipped_checkpoint_is_safetensors_and_json_only(demo_checkpoint: Pa
     "/v1/files/..%2F..%2F..%2Fetc%2Fpasswd.png", "/v1/files/%2e%2e%2f%2e%2e%2fREADME.md%00.png",
     "/v1/files/../../README.md", "/v1/files/..%5C..%5CREADME.png", "/v1/files/%2Fetc%2Fpasswd.png",
     "/gradio_api/file=/etc/passwd", "/gradio_api/file=../../../../etc/passwd", "/gradio_api/file=README.md",
-    "/gradio_api/file=assets/checkpoint/vae.json", "/gradio_api/file=dalle_core/facade.py", "/file=/etc/passwd",
+    "/gradio_api/file=assets/checkpoint/vae.json", "/gradio_api/file=dalle_core/dalle.py", "/file=/etc/passwd",
 ])
 def test_no_route_serves_files_outside_its_store(demo_server: LiveServer, path: str):
     response = httpx.get(f"{demo_server.url}{path}", headers={"Authorization": f"Bearer {DEMO_API_KEY}"})

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from dalle_core import DEFAULT_CHECKPOINT, Dalle
 from dalle_core.data import ShapesWorld, validation_batch
-from dalle_core.evaluate import judge_image
-from dalle_core.facade import DEFAULT_CHECKPOINT, Dalle
-from dalle_core.geneval import evaluate
-from dalle_core.imaging import to_uint8
+from dalle_core.images import to_uint8
+from dalle_core.judge import judge_image
+from dalle_core.report import evaluate
 from dalle_core.train_vae import faithfulness
 
 CATEGORIES = ["single_object", "colors", "counting", "two_object", "position", "color_attr",

@@ -5,7 +5,11 @@ import torch
 
 from dalle_core.data import ShapesWorld
 from dalle_core.text import TextTokenizer
-from dalle_core.train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
+from dalle_core.train_transformer import (
+    TransformerRecipe,
+    TransformerTask,
+    precompute_tokens,
+)
 from dalle_core.training import TrainArgs, train
 from dalle_core.transformer import DalleTransformer, TransformerConfig
 from dalle_core.vae import DiscreteVAE, VAEConfig

@@ -1,7 +1,8 @@
 """The shared training loop's choices that depend on the machine."""
 from pathlib import Path
 
-from dalle_core.training import TrainArgs, bf16_supported
+from dalle_core.device import bf16_supported
+from dalle_core.training import TrainArgs
 
 
 def test_bf16_only_where_the_cpu_computes_it():

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from dalle_core.sampling import SamplingParams, generate, stream
-from dalle_core.transformer import MASK_KINDS, DalleTransformer, TransformerConfig, build_mask
+from dalle_core.transformer import (
+    MASK_KINDS,
+    DalleTransformer,
+    TransformerConfig,
+    build_mask,
+)
 
 torch.set_num_threads(1)
 

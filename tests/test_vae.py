@@ -26,10 +26,9 @@ def test_shapes_round_trip():
 
 
 @pytest.mark.parametrize("code_dim", [0, 8])
-@pytest.mark.parametrize("hard", [False, True])
-def test_relaxed_sample_is_differentiable(hard, code_dim):
+def test_relaxed_sample_is_differentiable(code_dim):
     m = DiscreteVAE(replace(TINY, code_dim=code_dim))
-    recon, _ = m(torch.rand(2, 3, 32, 32), tau=0.5, hard=hard)
+    recon, _ = m(torch.rand(2, 3, 32, 32), tau=0.5)
     recon.mean().backward()
     head = m.encoder.net[-1]
     grad = (head.codes if code_dim else head.weight).grad
@@ -118,60 +117,8 @@ def test_decoder_only_phase_trains_the_decoder_alone_and_logs_its_loss_only(tmp_
     assert len(logs) == 3 and all("tau" not in log and "kl" not in log for log in logs)
 
 
-def _few_codes_task(tmp_path, code_dim=0):
-    """A VAE task whose encoder picks at most three codes for any image."""
-    args = _args(tmp_path, steps=100)
-    task = VAETask(DiscreteVAE(replace(TINY, code_dim=code_dim)), ShapesWorld(32), args,
-                   VAERecipe(val_images=8, split_images=64), faithful=False)
-    net = task.model.encoder.net
-    with torch.no_grad():
-        if code_dim:  # every cell gets the same feature: code 0's vector
-            net[-2].weight.zero_()
-            net[-2].bias.copy_(net[-1].codes[0])
-        else:
-            net[-1].bias[3:] -= 100.0
-    return task
-
-
-@pytest.mark.parametrize("code_dim", [0, 8])
-def test_dead_codes_are_reseeded_as_noisy_copies_of_used_ones(tmp_path, code_dim):
-    task = _few_codes_task(tmp_path, code_dim)
-    before = [p.detach().clone() for p, _ in task.model.code_rows()]
-    n = task.split_dead_codes(step=10)
-    after = [p.detach() for p, _ in task.model.code_rows()]
-    dims = [d for _, d in task.model.code_rows()]
-    changed = [k for k in range(32) if any(not torch.equal(a.select(d, k), b.select(d, k))
-                                           for a, b, d in zip(after, before, dims))]
-    kept = [k for k in range(32) if k not in changed]
-    assert n == len(changed) >= 32 - 3 and 1 <= len(kept) <= 3
-    for k in changed:  # every slice of a re-seeded code is within noise of the same kept code
-        near = [u for u in kept if all((a.select(d, k) - b.select(d, u)).abs().max() <= 0.3 * b.std()
-                                       for a, b, d in zip(after, before, dims))]
-        assert near, f"code {k} is not a noisy copy of one kept code"
-
-
-def test_copies_take_cells_from_their_sources(tmp_path):
-    task = _few_codes_task(tmp_path)
-    x = torch.rand(8, 3, 32, 32)
-    used = len(task.model.encode(x).unique())
-    task.split_dead_codes(step=10)
-    assert len(task.model.encode(x).unique()) > used
-
-
-def test_splitting_depends_on_the_step_only(tmp_path):
-    rows = []
-    for seed in (1, 2):
-        torch.manual_seed(0)
-        task = _few_codes_task(tmp_path)
-        torch.manual_seed(seed)  # the global generator must not matter
-        task.split_dead_codes(step=7)
-        rows.append([p.detach().clone() for p, _ in task.model.code_rows()])
-    assert all(torch.equal(a, b) for a, b in zip(*rows))
-
-
-@pytest.mark.parametrize("split_every", [0, 1])
-def test_resume_continues_exactly(tmp_path, split_every):
-    recipe = VAERecipe(val_images=8, split_every=split_every, split_until=1.0, split_images=32)
+def test_resume_continues_exactly(tmp_path):
+    recipe = VAERecipe(val_images=8)
     straight = _args(tmp_path / "a", steps=4, ckpt_every=2)
     train(_task(straight, recipe=recipe), straight)
     interrupted = _args(tmp_path / "b", steps=4, ckpt_every=2)
@@ -183,18 +130,6 @@ def test_resume_continues_exactly(tmp_path, split_every):
     train(_task(resumed, seed=99, recipe=recipe), resumed)  # a different init: everything must come from the checkpoint
     # the log reads as one run's: steps 3 and 4 once each, from the resumed run
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
-    if split_every:  # the re-seeding ran, and was logged, in each of the 3 steps before the decoder-only stage
-        assert sum('"reseeded"' in line for line in open(tmp_path / "a" / "log.jsonl")) == 3
-
-
-def test_reseeding_is_logged_once_per_step_at_its_count_under_accumulation(tmp_path):
-    """Re-seeding runs once per optimizer step, on the first micro-batch; the log shows how many codes it re-seeded."""
-    recipe = VAERecipe(val_images=8, split_every=1, split_until=1.0, split_images=32)
-    args = _args(tmp_path, steps=2, accum=2)
-    expected = _task(args, recipe=recipe).split_dead_codes(step=0)  # step 0 re-seeds the initial weights
-    train(_task(args, recipe=recipe), args)
-    first = json.loads(open(tmp_path / "log.jsonl").readline())
-    assert expected > 0 and first["reseeded"] == expected
 
 
 def test_resume_with_another_config_names_both(tmp_path):

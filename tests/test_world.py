@@ -8,8 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dalle_core import world
-from dalle_core.evaluate import judge, judge_image, parse, scenes_match
-from dalle_core.world import CaptionError, Obj, Scene, caption_of, check, parse_caption, render, sample
+from dalle_core.judge import judge, judge_image, parse, scenes_match
+from dalle_core.world import (
+    CaptionError,
+    Obj,
+    Scene,
+    caption_of,
+    check,
+    parse_caption,
+    render,
+    sample,
+)
 
 
 def test_spec_numbers():

@@ -4,7 +4,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .world import BACKGROUNDS, COLORS, SHAPES, SIZE_SPLIT, Obj, Scene, check, parse_caption, shape_coverage
+from .world import (
+    BACKGROUNDS,
+    COLORS,
+    SHAPES,
+    SIZE_SPLIT,
+    Obj,
+    Scene,
+    check,
+    parse_caption,
+    shape_coverage,
+)
 
 _BG_NAMES = list(BACKGROUNDS)
 _BG_RGB = np.array(list(BACKGROUNDS.values()), dtype=np.float32)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from dalle_core.checkpoint import CheckpointError
-from dalle_core.facade import DEFAULT_CHECKPOINT, Dalle, Settings
+from dalle_core import DEFAULT_CHECKPOINT, Dalle, Settings
 from dalle_core.world import sample
 
 

@@ -1,7 +1,7 @@
 """Picture helpers shared by the app and the API: crisp enlargements, PNG bytes, editor masks, region outlines.
 
 No model code here: the model's own conversions (resizing any image to its resolution,
-snapping a mask to a token rectangle) live in `dalle_core.facade.Dalle`.
+snapping a mask to a token rectangle) live in `dalle_core.dalle.Dalle`.
 """
 from __future__ import annotations
 

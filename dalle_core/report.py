@@ -15,44 +15,84 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .evaluate import judge_image
-from .imaging import grid, line_chart
-from .facade import Dalle
-from .world import BACKGROUNDS, COLORS, PLURALS, RELATIONS, SHAPES, WHERE, parse_caption, render, scene_for
+from .dalle import Dalle
+from .figures import grid, line_chart
+from .judge import judge_image
+from .world import (
+    BACKGROUNDS,
+    COLORS,
+    RELATIONS,
+    SHAPES,
+    WHERE,
+    Expectation,
+    Group,
+    caption_of,
+    parse_caption,
+    render,
+    scene_for,
+)
 
 GENEVAL_SIX = ("single_object", "colors", "counting", "two_object", "position", "color_attr")
 NUMBERS = {2: "two", 3: "three", 4: "four"}
 
 
-def _two_shapes(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.sample(SHAPES, 2)
-    return a, b
+def _say(*groups: Group, relation: str | None = None, background: str | None = None) -> str:
+    """The caption of these groups, in the world's own words."""
+    return caption_of(Expectation(groups, relation, background))
+
+
+def _two_shapes(rng: random.Random) -> list[str]:
+    return rng.sample(SHAPES, 2)
+
+
+def _colors(rng: random.Random) -> str:
+    color = rng.choice(list(COLORS))
+    return _say(Group(rng.choice(SHAPES), color=color))
+
+
+def _count(rng: random.Random) -> str:
+    n = rng.randint(2, 4)
+    return _say(Group(rng.choice(SHAPES), count=n, article=NUMBERS[n]))
+
+
+def _position(rng: random.Random) -> str:
+    a, b = _two_shapes(rng)
+    return _say(Group(a), Group(b), relation=rng.choice(list(RELATIONS)))
+
+
+def _color_attr(rng: random.Random) -> str:
+    colors = rng.sample(list(COLORS), 2)
+    return _say(*(Group(s, color=c) for c, s in zip(colors, _two_shapes(rng))))
 
 
 def _binding(k: int) -> Callable[[random.Random], str]:
     def make(rng: random.Random) -> str:
         colors, shapes = rng.sample(list(COLORS), k), [rng.choice(SHAPES) for _ in range(k)]
-        objs = [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {s}" for c, s in zip(colors, shapes)]
-        return objs[0] if k == 1 else ", ".join(objs[:-1]) + " and " + objs[-1]
+        return _say(*(Group(s, color=c) for c, s in zip(colors, shapes)))
     return make
 
 
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+def _size(rng: random.Random) -> str:
+    size, color = rng.choice(["small", "large"]), rng.choice(list(COLORS))
+    return _say(Group(rng.choice(SHAPES), color=color, size=size))
+
+
+def _background(rng: random.Random) -> str:
+    color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+    return _say(Group(shape, color=color), background=rng.choice(list(BACKGROUNDS)))
 
 
 CATEGORIES: dict[str, Callable[[random.Random], str]] = {
-    "single_object": lambda r: _a(r.choice(SHAPES)),
-    "colors": lambda r: _a(f"{r.choice(list(COLORS))} {r.choice(SHAPES)}"),
-    "counting": lambda r: f"{NUMBERS[r.randint(2, 4)]} {PLURALS[r.choice(SHAPES)]}",
-    "two_object": lambda r: "{} and {}".format(*map(_a, _two_shapes(r))),
-    "position": lambda r: "{} {} {}".format(_a((s := _two_shapes(r))[0]), r.choice(list(RELATIONS)), _a(s[1])),
-    "color_attr": lambda r: "{} and {}".format(*(_a(f"{c} {s}") for c, s in zip(r.sample(list(COLORS), 2),
-                                                                                   _two_shapes(r)))),
+    "single_object": lambda r: _say(Group(r.choice(SHAPES))),
+    "colors": _colors,
+    "counting": _count,
+    "two_object": lambda r: _say(*map(Group, _two_shapes(r))),
+    "position": _position,
+    "color_attr": _color_attr,
     **{f"binding_{k}": _binding(k) for k in range(1, 5)},
-    "size": lambda r: _a(f"{r.choice(['small', 'large'])} {r.choice(list(COLORS))} {r.choice(SHAPES)}"),
-    "absolute_position": lambda r: f"{_a(r.choice(SHAPES))} {r.choice(list(WHERE))}",
-    "background": lambda r: f"{_a(f'{r.choice(list(COLORS))} {r.choice(SHAPES)}')} on a {r.choice(list(BACKGROUNDS))} background",
+    "size": _size,
+    "absolute_position": lambda r: _say(Group(r.choice(SHAPES), where=r.choice(list(WHERE)))),
+    "background": _background,
 }
 COMPLETION_REGION = (4, 4)  # the bottom-right quarter of an 8x8 grid
 

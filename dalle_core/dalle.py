@@ -6,7 +6,6 @@ return the best first. Streaming variants yield partial images while the rows ar
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,23 +16,15 @@ import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, load_model
-from .clip import Clip
-from .data import to_square
-from .imaging import to_float, to_uint8
+from .clip import Clip, load_clip
+from .device import autocast, bf16_supported, resolve_device
+from .images import to_float, to_square, to_uint8
 from .sampling import SamplingParams, stream
+from .settings import DEFAULT_CHECKPOINT, Settings
 from .text import TextTokenizer
-from .train_clip import load_clip
-from .train_transformer import load_transformer
-from .training import autocast, bf16_supported, resolve_device
+from .transformer import load_transformer
 from .vae import DiscreteVAE, VAEConfig
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "checkpoint"
-MAX_CANDIDATES = 64
-MAX_SEED = 2**63 - 1
-# sampling runs in float32: beyond these the logits overflow, or top_p rounds to 0, and no token can be drawn
-TEMPERATURE_RANGE = (0.01, 100.0)
-TOP_P_RANGE = (1e-6, 1.0)
-GUIDANCE_RANGE = (1.0, 100.0)
 PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
 
 
@@ -57,46 +48,6 @@ class Progress:
     @property
     def fraction(self) -> float:
         return self.rows_done / max(self.rows_total, 1)
-
-
-@dataclass
-class Settings:
-    """Sampling settings, checked on creation (ValueError with a clear message)."""
-    n: int = 4
-    candidates: int = 16
-    temperature: float = 1.0
-    top_k: int | None = 64
-    top_p: float = 1.0
-    guidance: float = 3.0
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("n", "candidates", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
-            setattr(self, name, int(v))  # the sampler takes Python ints only
-        if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise ValueError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
-        if not 1 <= self.n <= self.candidates:
-            raise ValueError(f"n must be between 1 and the number of candidates ({self.candidates}), got {self.n}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        if self.top_k == 0:
-            self.top_k = None
-        # the sampler checks temperature, top_k, top_p and guidance the same way everywhere
-        self.params = SamplingParams(temperature=_number(self.temperature, "temperature", *TEMPERATURE_RANGE),
-                                     top_k=self.top_k, top_p=_number(self.top_p, "top_p", *TOP_P_RANGE),
-                                     guidance=_number(self.guidance, "guidance", *GUIDANCE_RANGE), seed=self.seed)
-
-
-def _number(v, name: str, low: float = -math.inf, high: float = math.inf) -> float:
-    """`v` as a float; ValueError unless it is a finite number, or if it is outside [low, high]."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if not low <= v <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {v!r}")
-    return float(v)
 
 
 class Dalle:
@@ -165,7 +116,7 @@ class Dalle:
     def _generate(self, prompt: str, settings: dict, previews: bool) -> Iterator[Progress]:
         s = Settings(**settings)
         ids, notes = self.check_prompt(prompt)
-        tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params)
+        tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s))
         return self._run(tokens, ids, s, notes, rows=self.grid, previews=previews)
 
     def complete(self, image, prompt: str, region: tuple[int, int] | None = None,
@@ -190,7 +141,7 @@ class Dalle:
         r, c = self.check_region(region)
         with torch.inference_mode(), autocast(self.device, self.bf16):
             given = self.vae.encode(to_float(pixels[None]).to(self.device))  # (1, grid*grid)
-        tokens = stream(self.transformer, ids.to(self.device), s.candidates, s.params, image=given[0], region=(r, c))
+        tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s), image=given[0], region=(r, c))
         return self._run(tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c), previews=previews)
 
     def prepare_image(self, image) -> np.ndarray:
@@ -295,3 +246,7 @@ def _last(progress: Iterator[Progress]) -> Progress:
     for last in progress:
         pass
     return last
+
+
+def _params(s: Settings) -> SamplingParams:
+    return SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, guidance=s.guidance, seed=s.seed)

@@ -1,30 +1,13 @@
-"""Small image helpers: tensors <-> arrays, crisp upscaling, captioned grids."""
+"""Figures written as PNG: captioned grids of images, and line charts."""
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Images in [0, 1] (B, 3, S, S) -> uint8 arrays (B, S, S, 3)."""
-    return (images.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 images (B, S, S, 3) or (B, 3, S, S) tensors -> float in [0, 1] (B, 3, S, S)."""
-    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a copy: inputs may be read-only
-    if t.shape[-1] == 3:
-        t = t.permute(0, 3, 1, 2)
-    return t.float() / 255.0
-
-
-def upscale(image: np.ndarray, size: int) -> Image.Image:
-    """A uint8 (S, S, 3) image enlarged to (size, size) with nearest-neighbour pixels."""
-    return Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST)
+from .images import enlarge
 
 
 def grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, cols: int = 8,
@@ -41,7 +24,7 @@ def grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, co
     draw = ImageDraw.Draw(canvas)
     for i, img in enumerate(images):
         x, y = 4 + (i % cols) * (s + 4), 4 + (i // cols) * (s + text_h + 4)
-        canvas.paste(upscale(img, s), (x, y))
+        canvas.paste(enlarge(img, s), (x, y))
         for j, line in enumerate(lines[i]):
             draw.text((x, y + s + 2 + 11 * j), line, fill=(20, 20, 20), font=font)
     return canvas

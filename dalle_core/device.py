@@ -1,0 +1,37 @@
+"""Where the model runs: the device, and whether bf16 autocast is native there."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+
+def resolve_device(device: str) -> str:
+    """"auto" picks cuda when available; asking for cuda without it is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but CUDA is not available on this machine")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether bf16 autocast is fast on `device`: a CUDA GPU with bf16, or a CPU with AVX-512 BF16 or AMX.
+
+    Without native support (an AVX2-only CPU, say) PyTorch emulates bf16 matmuls about 100x slower than fp32.
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device`, or nothing."""
+    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
