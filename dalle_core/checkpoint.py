@@ -8,6 +8,7 @@ Nothing here unpickles anything.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 T = TypeVar("T")
+MANIFEST = "manifest.json"  # SHA-256 of every file of an exported checkpoint directory
 
 
 class CheckpointError(RuntimeError):
@@ -52,9 +54,11 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """A JSON file's content; `CheckpointError` if it is missing, damaged, or differs from its manifest."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"missing file {path}")
+    verify(path)
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -71,10 +75,55 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"missing weights file {path}")
+    verify(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is damaged or not a safetensors file ({e})") from e
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 digest of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | Path) -> None:
+    """Write `manifest.json` in a checkpoint directory: the SHA-256 of each of its weights, config and
+    tokenizer files. Loading checks every file against it (`verify`)."""
+    directory = Path(directory)
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and p.suffix in (".safetensors", ".json") and p.name != MANIFEST)
+    write_json(directory / MANIFEST, {p.name: sha256(p) for p in files})
+
+
+def matches_manifest(path: Path) -> bool:
+    """Whether a file exists and `verify` accepts it."""
+    try:
+        return path.exists() and verify(path) is None
+    except CheckpointError:
+        return False
+
+
+def verify(path: Path) -> None:
+    """`CheckpointError` naming `path` if its directory has a manifest that does not list it with its digest.
+    (A directory without a manifest, such as a training run's, is not checked.)"""
+    manifest = path.parent / MANIFEST
+    if path.name == MANIFEST or not manifest.exists():
+        return
+    try:
+        digests = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{manifest} is not valid JSON ({e})") from e
+    if path.name not in digests:
+        raise CheckpointError(f"{path} is not listed in {manifest}: it was added after the checkpoint was written")
+    if sha256(path) != digests[path.name]:
+        raise CheckpointError(f"{path} differs from the SHA-256 recorded in {manifest}: the file was changed or "
+                              "damaged after the checkpoint was written. Restore it (for the shipped weights: "
+                              "reinstall or `git checkout assets/`), or train again")
 
 
 def config_from_json(cls: type[T], path: str | Path) -> T:

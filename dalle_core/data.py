@@ -28,6 +28,11 @@ class Source(Protocol):
     """Where (image, caption) pairs come from."""
     size: int
 
+    @property
+    def key(self) -> str:
+        """A string that changes whenever the pairs drawn would (caches of them are keyed by it)."""
+        ...
+
     def draw(self, rng: random.Random) -> tuple[np.ndarray, str]: ...
 
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]: ...
@@ -39,6 +44,10 @@ class Source(Protocol):
 class ShapesWorld:
     """The procedural shapes world at `size` pixels."""
     size: int = 64
+
+    @property
+    def key(self) -> str:
+        return f"shapes world v1, {self.size} px"
 
     def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
         s = world.sample(rng.randrange(VAL_BASE), self.size)
@@ -94,6 +103,16 @@ class ImageFolder:
         held = [p for p in pairs if int(hashlib.md5(p[0].name.encode()).hexdigest(), 16) % holdout == 0]
         self.val = held if len(held) < len(pairs) else []
         self.train = [p for p in pairs if p not in self.val] if self.val else pairs
+
+    @property
+    def key(self) -> str:
+        """The folder, the image size, and every used file's name, size and modification time."""
+        digest = hashlib.sha256(f"{self.root.resolve()}|{self.size}".encode())
+        for path, _ in sorted(self.train + self.val):
+            for file in (path, path.with_suffix(".txt")):
+                stat = file.stat()
+                digest.update(f"|{file.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return f"image folder {self.root}, {self.size} px, {digest.hexdigest()[:16]}"
 
     def summary(self) -> str:
         """What was used and what was skipped, in one line."""

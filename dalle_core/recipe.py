@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -25,11 +27,13 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_model, write_bytes, write_json
+from .checkpoint import (CheckpointError, load_model, matches_manifest, sha256, write_bytes, write_json,
+                         write_manifest)
 from .data import open_source
 from .device import resolve_device
 from .text import TextTokenizer
-from .train_transformer import TransformerRecipe, TransformerTask, precompute_tokens
+from .train_transformer import (TransformerRecipe, TransformerTask, precompute_tokens, token_cache_is_current,
+                                token_cache_key)
 from .train_vae import VAERecipe, VAETask
 from .training import TrainArgs, barrier, rank_and_world, train
 from .transformer import (
@@ -118,16 +122,36 @@ class Run:
                          log_every=max(1, min(25, steps // 10)), threads=self.threads, workers=self.workers, **kw)
 
 
-def done(out: Path, stage: str) -> bool:
-    """Whether a stage's exported files are in the checkpoint directory."""
-    names = {"tokenizer": "tokenizer.json", "vae": "vae.safetensors", "tokens": "runs/tokens.safetensors",
-             "decoder": "runs/decoder/vae.safetensors", "transformer": "transformer.safetensors", "clip": "clip.safetensors"}
-    return (out / names[stage]).exists()
+def done(run: Run, stage: str) -> bool:
+    """Whether a stage's exported files are in the checkpoint directory (for the token cache: made from
+    the VAE, tokenizer and data there now)."""
+    out = run.out
+    if stage == "tokens":
+        return (done(run, "tokenizer") and done(run, "vae")
+                and token_cache_is_current(out / "runs" / "tokens.safetensors", _tokens_key(run)))
+    if stage == "decoder":  # its VAE is the exported one (the vae stage exports another)
+        own = out / "runs" / "decoder" / "vae.safetensors"
+        return own.exists() and matches_manifest(out / "vae.safetensors") and sha256(own) == sha256(out / "vae.safetensors")
+    names = {"tokenizer": "tokenizer.json", "vae": "vae.safetensors", "transformer": "transformer.safetensors",
+             "clip": "clip.safetensors"}
+    return matches_manifest(out / names[stage])  # a file copied in but not yet in the manifest is not done
+
+
+def _tokens_key(run: Run, vae: DiscreteVAE | None = None) -> dict:
+    r = run.recipe
+    vae = vae or load_model(run.out, "vae", DiscreteVAE, VAEConfig)
+    return token_cache_key(open_source(run.data, r.image_size), vae, TextTokenizer.load(run.out), r.token_pairs,
+                           run.seed, _token_val(r))
+
+
+def _token_val(r: Recipe) -> int:
+    return min(1024, max(r.token_pairs // 8, 8))
 
 
 def run_stage(stage: str, run: Run, record: bool = True) -> float:
-    """Run one stage (its inputs must be finished already) and return its seconds, also added to
-    `runs/times.json` if `record`. Under torchrun every process trains; the stages that do not
+    """Run one stage (its inputs must be finished already) and return its seconds. If `record`, its time is
+    added to `runs/times.json` and the directory's manifest is written again (a stage training beside
+    another leaves both to its parent). Under torchrun every process trains; the stages that do not
     train (tokenizer, tokens) and the copying of results run on rank 0 alone."""
     r, out, device = run.recipe, run.out, resolve_device(run.device)
     lead = rank_and_world()[0] == 0
@@ -160,7 +184,7 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     elif stage == "tokens":
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         precompute_tokens(out / "runs" / "tokens.safetensors", source, vae, TextTokenizer.load(out), r.token_pairs,
-                          seed=run.seed, val=min(1024, max(r.token_pairs // 8, 8)))
+                          seed=run.seed, val=_token_val(r))
     elif stage == "transformer":
         tok = TextTokenizer.load(out)
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
@@ -183,11 +207,13 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
         exported = ("clip", "clip")
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    seconds = time.time() - t0
+    if lead and record:  # before the stage counts as done: a run killed after it is not timed again
+        _record(out, stage, seconds)
     if lead and exported:
         _promote(out / "runs" / exported[0], out, exported[1])
-    seconds = time.time() - t0
-    if lead and record:
-        _record(out, stage, seconds)
+    if lead and record and stage != "tokens":  # the token cache is not an exported file
+        write_manifest(out)
     barrier()
     return seconds
 
@@ -229,11 +255,11 @@ def train_all(run: Run) -> None:
                 beside.finish()
                 finished_beside.add(beside.stage)
                 beside = None
-            if done(run.out, stage):
+            if done(run, stage):
                 if rank_and_world()[0] == 0 and stage not in finished_beside:
                     print(f"{stage}: already done, skipped")
                 continue
-            if (stage == "vae" and not done(run.out, "clip") and threads >= 2 and rank_and_world()[1] == 1
+            if (stage == "vae" and not done(run, "clip") and threads >= 2 and rank_and_world()[1] == 1
                     and resolve_device(run.device) == "cpu"):
                 beside = Beside.start("clip", replace(run, threads=1))
             run_stage(stage, replace(run, threads=threads - 1 if beside is not None else threads))
@@ -262,7 +288,7 @@ class Beside:
         log.parent.mkdir(parents=True, exist_ok=True)
         ctx = multiprocessing.get_context("spawn")
         seconds = ctx.Value("d", 0.0)
-        process = ctx.Process(target=_stage_to_log, args=(stage, run, log, seconds))
+        process = ctx.Process(target=_stage_to_log, args=(stage, run, log, seconds, os.getpid()))
         process.start()
         print(f"{stage}: training beside the other stages, in process {process.pid} (progress in {log})")
         return cls(stage, run.out, process, seconds, log)
@@ -277,10 +303,12 @@ class Beside:
             raise StageFailed(f"the {self.stage} stage failed (exit code {self.process.exitcode}); "
                                f"the end of {self.log}:\n{tail}")
         _record(self.out, self.stage, self.seconds.value)
+        write_manifest(self.out)
         print(f"{self.stage}: finished beside the other stages in {self.seconds.value:.0f} s")
 
 
-def _stage_to_log(stage: str, run: Run, log: Path, seconds: Any) -> None:
+def _stage_to_log(stage: str, run: Run, log: Path, seconds: Any, parent: int) -> None:
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     with log.open("a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             seconds.value = run_stage(stage, run, record=False)
@@ -290,3 +318,11 @@ def _stage_to_log(stage: str, run: Run, log: Path, seconds: Any) -> None:
         except BaseException:  # the traceback goes to the log; the parent reports the failure
             traceback.print_exc()
             raise SystemExit(1) from None
+
+
+def _exit_with(parent: int) -> None:
+    """End this process once `parent` has ended, even by kill -9 (it would go on writing into a run that a
+    resumed `train all` is training again)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)

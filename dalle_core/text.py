@@ -1,6 +1,7 @@
 """The text tokenizer: byte-level BPE over captions, padded or truncated to a fixed length."""
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections import Counter
@@ -18,7 +19,7 @@ from tokenizers import (
     trainers,
 )
 
-from .checkpoint import CheckpointError, read_json, write_bytes, write_json
+from .checkpoint import CheckpointError, read_json, verify, write_bytes, write_json
 
 PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
@@ -85,6 +86,11 @@ class TextTokenizer:
         """The text of a row of token ids (special tokens dropped)."""
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True).strip()
 
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the vocabulary, merges and text length: equal fingerprints give equal ids."""
+        return hashlib.sha256(f"{self.length}|{self.tokenizer.to_str()}".encode()).hexdigest()[:16]
+
     def unknown_words(self, text: str) -> list[str]:
         """The words of `text` never seen in training, in order, without repeats."""
         return list(dict.fromkeys(w for w in words_of(text) if w not in self.words))
@@ -105,6 +111,7 @@ class TextTokenizer:
             raise CheckpointError(f"{directory / 'text.json'} has no 'length' and 'words'")
         if not path.exists():
             raise CheckpointError(f"missing file {path}")
+        verify(path)
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises plain Exceptions

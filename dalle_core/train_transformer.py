@@ -1,6 +1,7 @@
 """Training the DALL·E transformer on text and image tokens precomputed once by the VAE."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import read_json, read_tensors, save_model, write_json, write_tensors
+from .checkpoint import CheckpointError, read_json, read_tensors, save_model, write_json, write_tensors
 from .data import Source, make_batch, stream_seed, validation_batch
 from .device import autocast, bf16_supported
 from .figures import grid
@@ -33,11 +34,10 @@ def precompute_tokens(path: Path, source: Source, vae: DiscreteVAE, tokenizer: T
                       seed: int = 0, chunk: int = 512, val: int = 1024, bf16: bool | None = None) -> Path:
     """Write `path` (safetensors): text ids and VAE image tokens of n training pairs and `val` held-out ones.
 
-    Reuses an existing file made with the same n, seed and VAE (its JSON beside it says so).
+    Reuses an existing file only if its key (the JSON beside it) is `token_cache_key` of these arguments.
     """
-    meta_path = path.with_suffix(".json")
-    meta = {"n": n, "seed": seed, "val": val, "vae": vae_fingerprint(vae)}
-    if path.exists() and meta_path.exists() and read_json(meta_path) == meta:
+    key = token_cache_key(source, vae, tokenizer, n, seed, val)
+    if token_cache_is_current(path, key):
         return path
     device = next(vae.parameters()).device
     bf16 = bf16_supported(device.type) if bf16 is None else bf16
@@ -55,13 +55,29 @@ def precompute_tokens(path: Path, source: Source, vae: DiscreteVAE, tokenizer: T
     vt, vi = encode(*validation_batch(source, val))
     write_tensors(path, {"text": torch.cat(texts).short(), "image": torch.cat(images).short(),
                          "val_text": vt.short(), "val_image": vi.short()})
-    write_json(meta_path, meta)
+    write_json(path.with_suffix(".json"), key)  # last: the key marks the cache complete
     return path
 
 
-def vae_fingerprint(vae: DiscreteVAE) -> float:
-    """A number that changes when the encoder's weights (and so the tokens) do."""
-    return round(float(sum(p.detach().double().sum() for p in vae.encoder.parameters())), 6)
+def token_cache_key(source: Source, vae: DiscreteVAE, tokenizer: TextTokenizer, n: int, seed: int, val: int) -> dict:
+    """Everything the cached tokens depend on: the pairs drawn, the VAE's encoder and the tokenizer."""
+    return {"n": n, "seed": seed, "val": val, "source": source.key, "vae": vae_fingerprint(vae),
+            "tokenizer": tokenizer.fingerprint}
+
+
+def token_cache_is_current(path: Path, key: dict) -> bool:
+    """Whether the token cache at `path` exists and was made with `key`."""
+    meta = path.with_suffix(".json")
+    return path.exists() and meta.exists() and read_json(meta) == key
+
+
+def vae_fingerprint(vae: DiscreteVAE) -> str:
+    """A digest of the encoder's weights: it changes when the tokens would."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -77,6 +93,10 @@ class TransformerTask:
     def __init__(self, model: DalleTransformer, tokens: Path, vae: DiscreteVAE, tokenizer: TextTokenizer,
                  args: TrainArgs, recipe: TransformerRecipe, judge: bool = True):
         self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judge = model, vae, tokenizer, args, recipe, judge
+        made_with = read_json(tokens.with_suffix(".json"))
+        if made_with.get("vae") != vae_fingerprint(vae) or made_with.get("tokenizer") != tokenizer.fingerprint:
+            raise CheckpointError(f"the token cache {tokens} was made with another VAE or tokenizer than this run's: "
+                                  "make it again (`dalle train tokens --out DIR`)")
         t = read_tensors(tokens)
         self.text, self.image = t["text"].long(), t["image"].long()
         self.val_text, self.val_image = t["val_text"].long(), t["val_image"].long()

@@ -71,31 +71,58 @@ def test_a_failure_beside_is_reported(tiny, tmp_path):
     assert not (tmp_path / "transformer.safetensors").exists()
 
 
-def test_kill_minus_9_then_resume(tmp_path):
-    """Kill a training run at a random moment; --resume continues from its last complete checkpoint."""
+def _running(marker: str) -> list[int]:
+    """The pids of live processes whose command line holds `marker`."""
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            cmdline = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace") if d.isdigit() else ""
+            if marker in cmdline and open(f"/proc/{d}/stat").read().rsplit(") ", 1)[1][0] != "Z":
+                found.append(int(d))
+        except OSError:  # it ended while being looked at
+            pass
+    return found
+
+
+def test_kill_minus_9_at_every_stage_then_resume(tmp_path):
+    """`train all` killed with SIGKILL (the main process alone, as `kill -9 PID` does) at a point in every stage,
+    right after each file that marks progress appears, resumes with --resume each time and ends as one
+    uninterrupted run would: every file verified by the manifest, each logged step once, a model that generates."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dalle_core.cli", "train", "vae", "--tiny", "--out", str(out), "--vae-steps", "400",
-           "--threads", "1", "--workers", "0"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while latest_checkpoint(out / "runs" / "vae") is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.7)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    ckpt = latest_checkpoint(out / "runs" / "vae")
-    assert ckpt is not None and ckpt.exists()
-    step = read_json(ckpt / "state.json")["step"]
-    assert 0 < step < 400
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
-    assert r.returncode != 0 and "--resume" in r.stderr  # nothing is overwritten silently
+    cmd = [sys.executable, "-m", "dalle_core.cli", "train", "all", "--tiny", "--out", str(out), "--threads", "2",
+           "--workers", "0"]
+    marks = ["tokenizer.json", "runs/vae/latest", "vae.safetensors", "runs/tokens.json", "runs/decoder/vae.safetensors",
+             "runs/transformer/latest", "transformer.safetensors"]
+    for i, mark in enumerate(marks):
+        proc = subprocess.Popen(cmd + (["--resume"] if i else []), env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not (out / mark).exists():
+            assert proc.poll() is None and time.time() < deadline, f"the run ended before {mark} appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if mark == "runs/vae/latest":  # killed mid-training: nothing is overwritten without --resume
+            r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+            assert r.returncode != 0 and "--resume" in r.stderr
+        deadline = time.time() + 10  # a stage training beside the killed process ends with it
+        while _running(str(out)):
+            assert time.time() < deadline, "a child of the killed run is still running"
+            time.sleep(0.1)
     r = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resuming vae from {ckpt}" in r.stdout + r.stderr
-    assert (out / "vae.safetensors").exists()
-    assert not list((out / "runs" / "vae").glob(".tmp-*"))
-    logged = [json.loads(line)["step"] for line in open(out / "runs" / "vae" / "log.jsonl") if '"loss"' in line]
-    assert logged == sorted(set(logged)) and logged[-1] == 400  # each step once, as if never interrupted
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest) == {"tokenizer.json", "text.json", "vae.json", "vae.safetensors", "transformer.json",
+                             "transformer.safetensors", "clip.json", "clip.safetensors"}
+    assert set(json.loads((out / "runs" / "times.json").read_text())) == {"tokenizer", "vae", "tokens", "decoder",
+                                                                          "transformer", "clip"}
+    assert (out / "vae.safetensors").read_bytes() == (out / "runs" / "decoder" / "vae.safetensors").read_bytes()
+    for stage in ("vae", "transformer", "clip"):
+        run = out / "runs" / stage
+        assert not list(run.glob(".tmp-*"))
+        logged = [json.loads(line)["step"] for line in open(run / "log.jsonl") if '"loss"' in line]
+        assert logged == sorted(set(logged)), f"{stage}: a step was logged twice"
+    assert len(Dalle(out, device="cpu").generate("a red circle", n=1, candidates=2)) == 1
 
 
 def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
