@@ -6,6 +6,7 @@ test_distributed.py (torchrun); a damaged run checkpoint in test_vae.py.
 """
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dalle_core.checkpoint import CheckpointError, config_from_json, save_model
+from dalle_core.checkpoint import MANIFEST, CheckpointError, config_from_json, save_model, verify, write_manifest
 from dalle_core.cli import main as dalle
 from dalle_core import Dalle
 from dalle_core.vae import DiscreteVAE, VAEConfig
@@ -23,8 +24,66 @@ from dalle_core.vae import DiscreteVAE, VAEConfig
 
 @pytest.fixture
 def checkpoint(demo_checkpoint: Path, tmp_path: Path) -> Path:
-    """A copy of the test checkpoint, to damage."""
-    return Path(shutil.copytree(demo_checkpoint, tmp_path / "checkpoint"))
+    """A copy of the test checkpoint, to damage, without its manifest: the loader's own checks must hold for
+    checkpoints that have none (trained before manifests existed, or assembled by hand)."""
+    copy = Path(shutil.copytree(demo_checkpoint, tmp_path / "checkpoint"))
+    (copy / MANIFEST).unlink(missing_ok=True)
+    return copy
+
+
+@pytest.fixture
+def signed(demo_checkpoint: Path, tmp_path: Path) -> Path:
+    """A copy of the test checkpoint with its manifest."""
+    copy = Path(shutil.copytree(demo_checkpoint, tmp_path / "signed"))
+    if not (copy / MANIFEST).exists():
+        write_manifest(copy)
+    return copy
+
+
+def flip_a_byte_of_a_tensor(path: Path) -> None:
+    """A well-formed safetensors file with one changed value: the last byte of the data."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_the_shipped_checkpoint_has_a_manifest_of_every_file(demo_checkpoint: Path):
+    from dalle_core import DEFAULT_CHECKPOINT
+
+    if demo_checkpoint.resolve() != DEFAULT_CHECKPOINT.resolve():
+        pytest.skip("DALLE_TEST_CHECKPOINT is not the shipped checkpoint")
+    listed = json.loads((demo_checkpoint / MANIFEST).read_text())
+    assert set(listed) == {p.name for p in demo_checkpoint.iterdir() if p.name != MANIFEST}
+    for name in listed:
+        verify(demo_checkpoint / name)
+
+
+@pytest.mark.parametrize("name", ["vae", "transformer", "clip"])
+def test_one_changed_byte_of_a_tensor_is_caught_and_the_file_named(checkpoint: Path, signed: Path, name: str):
+    flip_a_byte_of_a_tensor(checkpoint / f"{name}.safetensors")
+    Dalle(checkpoint, device="cpu")  # without a manifest such a file loads: only the digest can tell
+    weights = signed / f"{name}.safetensors"
+    flip_a_byte_of_a_tensor(weights)
+    with pytest.raises(CheckpointError, match="differs from the SHA-256") as e:
+        Dalle(signed, device="cpu")
+    assert str(weights) in str(e.value)
+
+
+@pytest.mark.parametrize("file", ["vae.json", "tokenizer.json", "text.json"])
+def test_changed_configs_and_tokenizers_are_caught_too(signed: Path, file: str):
+    path = signed / file
+    path.write_text(path.read_text().replace("\n", "\n "))  # the same content to a JSON reader
+    with pytest.raises(CheckpointError, match="differs from the SHA-256") as e:
+        Dalle(signed, device="cpu")
+    assert str(path) in str(e.value)
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(signed: Path):
+    listed = json.loads((signed / MANIFEST).read_text())
+    del listed["clip.safetensors"]
+    (signed / MANIFEST).write_text(json.dumps(listed))
+    with pytest.raises(CheckpointError, match="is not listed in"):
+        Dalle(signed, device="cpu")
 
 
 def truncate(path: Path) -> None:
