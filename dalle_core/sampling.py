@@ -131,6 +131,8 @@ def _fill(
     cache = None
     filled = 0  # stream positions whose keys and values are in the cache
     for r in range(r0, grid):
+        # Inference mode is entered per row, and the row is yielded outside it: it is thread-wide state,
+        # and a `with` suspended across a yield would leave the caller's own code in inference mode.
         with _inference(model):
             for c in range(c0, grid):
                 j = r * grid + c
@@ -153,6 +155,8 @@ def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tenso
     unique_cache = model.new_cache(len(unique))
     h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
     cache = model.new_cache(len(prefix), dtype=unique_cache.dtype)
+    # Row i of the batch shares unique row inverse[i]: indexing the cache's batch dimension with `inverse`
+    # copies each unique row's keys and values to every row that has its prefix.
     cache[..., : prefix.shape[1], :] = unique_cache[:, :, inverse, :, : prefix.shape[1]]
     return cache, model.image_head(h)[inverse]
 

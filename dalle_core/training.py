@@ -180,6 +180,10 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         opt.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         reports: dict[str, int] = {}
+        # Gradient accumulation: `accum` micro-batches, each loss divided by `accum`, so the summed
+        # gradients are those of one batch `accum` times larger. Under DDP only the last micro-batch
+        # all-reduces (`no_sync` on the others), and micro-batch k of rank r is always the same data
+        # and random seed, which is what makes --resume continue exactly.
         for i in range(args.accum):
             micro = step * args.accum + i
             batch = next(batches)
