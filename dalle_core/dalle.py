@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, load_model
 from .clip import Clip, load_clip
 from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
-from .sampling import SamplingParams, stream
+from .sampling import SamplingParams, check_region, stream
 from .settings import DEFAULT_CHECKPOINT, Settings
 from .text import TextTokenizer
 from .transformer import load_transformer
@@ -182,14 +182,9 @@ class Dalle:
         col = int(xs.min() * self.grid // w)
         return row, col
 
-    def check_region(self, region) -> tuple[int, int]:
-        if (not isinstance(region, (tuple, list)) or len(region) != 2
-                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in region)):
-            raise ValueError(f"region must be (row, col) of token cells, got {region!r}")
-        r, c = int(region[0]), int(region[1])
-        if not (0 <= r < self.grid and 0 <= c < self.grid):
-            raise ValueError(f"region row and col must be between 0 and {self.grid - 1}, got ({r}, {c})")
-        return r, c
+    def check_region(self, region: object) -> tuple[int, int]:
+        """(row, col) of a token rectangle to redraw, as ints; ValueError unless it is on the grid."""
+        return check_region(region, self.grid)
 
     def rectangle_pixels(self, region: tuple[int, int]) -> tuple[int, int]:
         """The top-left pixel (y, x) of a token rectangle."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dalle_core.transformer import DalleTransformer
@@ -88,10 +89,7 @@ def stream(
     r0, c0 = 0, 0
     tokens = torch.full((n, grid, grid), -1, dtype=torch.long, device=device)
     if image is not None:
-        pair = isinstance(region, (tuple, list)) and len(region) == 2
-        if not (pair and all(_is_int(v) and 0 <= v < grid for v in region)):
-            raise ValueError(f"region must be (row, col) with 0 <= row, col < {grid}, got {region!r}")
-        r0, c0 = region
+        r0, c0 = check_region(region, grid)
         if isinstance(image, torch.Tensor) and image.shape[-1:] == (grid * grid,):
             image = image.unflatten(-1, (grid, grid))
         tokens = _batch_of(image, n, (grid, grid), "image").to(device).clone()
@@ -103,6 +101,18 @@ def stream(
     ids = ids.repeat(copies, 1)  # (copies*n, T+1+N): the stream inputs, then the last image token
     ids[n:, :T] = cfg.pad_id  # unconditional rows
     return _fill(model, ids, n, params, r0, c0)
+
+
+def check_region(region: object, grid: int) -> tuple[int, int]:
+    """(row, col) of the top-left cell of a rectangle that reaches the bottom-right corner of a grid x grid
+    token grid, as Python ints; ValueError saying what is wrong otherwise."""
+    pair = isinstance(region, (tuple, list)) and len(region) == 2
+    if not (pair and all(_is_int(v) or isinstance(v, np.integer) for v in region)):
+        raise ValueError(f"region must be (row, col) of token cells, got {region!r}")
+    r, c = int(region[0]), int(region[1])
+    if not (0 <= r < grid and 0 <= c < grid):
+        raise ValueError(f"region row and col must be between 0 and {grid - 1}, got ({r}, {c})")
+    return r, c
 
 
 def generate(
