@@ -16,10 +16,12 @@ Routes (under /v1; answering JSON in OpenAI's shapes, but for the image files):
 Each returned image is the best of ``api_candidates`` samples (at least ``n``) by the scorer. Exception
 handlers answer every error as ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status,
 which both the current and the 0.28 `openai` clients turn into their exceptions. Model calls go through a
-`ModelGate` (one at a time, a bounded waiting room).
+`ModelGate` (one at a time, first come first served, a bounded waiting room) and stop between two token
+rows when the client disconnects.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import io
@@ -28,8 +30,8 @@ import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import numpy as np
@@ -60,7 +62,7 @@ from dalle_core import DEFAULTS, MAX_CANDIDATES
 from .media import MAX_IMAGE_PIXELS, center_square, enlarge, native_pixels, png_bytes
 
 if TYPE_CHECKING:  # not at run time: importing the facade's module loads torch
-    from dalle_core import Dalle, Result
+    from dalle_core import Dalle, Progress, Result
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +85,7 @@ MAX_FORM_BYTES = 2 * MAX_IMAGE_BYTES + 2**16  # an image, a mask and the text fi
 FORM_LIMITS = {"max_files": 4, "max_fields": 64}  # parts of an edit's multipart form
 MAX_WAITING = 4  # API requests waiting for the model (beside the running one); more get 429 at once
 BUSY_RETRY_SECONDS = 5  # the Retry-After of that 429
+GATE_POLL_SECONDS = 0.05  # how often a waiting call looks whether its client is still there
 
 
 # ------------------------------------------------------------------ requests and responses
@@ -271,22 +274,50 @@ class Busy(Exception):
     """Raised by `ModelGate.run` when too many calls already wait for the model."""
 
 
+class Cancelled(Exception):
+    """Raised by `ModelGate.run` and the API's model calls when the request's client went away."""
+
+
 class ModelGate:
-    """Runs model calls one at a time; when `max_waiting` calls already wait, refuses with `Busy`."""
+    """Runs model calls one at a time, first come first served; when `max_waiting` calls already wait, refuses
+    with `Busy`. So a call that gets in waits for at most `max_waiting` others (and the one running).
+
+    A call given a `stop` event leaves the queue when it is set (its client disconnected) and raises `Cancelled`.
+    """
 
     def __init__(self, max_waiting: int = MAX_WAITING):
-        self._lock = threading.Lock()
-        self._places = threading.BoundedSemaphore(max_waiting + 1)  # the running call and the waiting ones
+        self.max_waiting = max_waiting
+        self._turns = threading.Condition()
+        self._queue: deque[object] = deque()  # the running call first, then the waiting ones in arrival order
 
-    def run(self, fn: Callable[[], T]) -> T:
-        """Call `fn` once the model is free (blocks: call it from a worker thread)."""
-        if not self._places.acquire(blocking=False):
-            raise Busy
+    @property
+    def busy(self) -> int:
+        """How many calls run or wait: 0 when the model is free."""
+        with self._turns:
+            return len(self._queue)
+
+    def run(self, fn: Callable[[], T], stop: threading.Event | None = None) -> T:
+        """Call `fn` once the calls that came before are done (blocks: call it from a worker thread)."""
+        ticket = object()
+        with self._turns:
+            if len(self._queue) > self.max_waiting:
+                raise Busy
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or (stop is not None and stop.is_set()):
+                    if stop is not None and stop.is_set():
+                        raise Cancelled("before it ran: it left the queue")
+                    self._turns.wait(GATE_POLL_SECONDS if stop is not None else None)
+            except BaseException:
+                self._queue.remove(ticket)
+                self._turns.notify_all()
+                raise
         try:
-            with self._lock:
-                return fn()
+            return fn()
         finally:
-            self._places.release()
+            with self._turns:
+                self._queue.popleft()
+                self._turns.notify_all()
 
 
 class FileStore:
@@ -410,7 +441,7 @@ class ImagesAPI:
 
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
-        results = await self._run(lambda: self.model.generate(body.prompt, **self._settings(body.n)))
+        results = await self._run(request, lambda: self.model.generate_stream(body.prompt, **self._settings(body.n)))
         return self._answer(request, results, body)
 
     async def edits(self, request: Request, form: Annotated[EditRequest, File()]) -> ImagesResponse:
@@ -433,8 +464,8 @@ class ImagesAPI:
         region = self.model.snap_mask(edit)
         pixels = native_pixels(np.asarray(image.convert("RGBA")), self.model.image_size)
         given = image if pixels is None else pixels  # an enlarged model-size image goes back pixel for pixel
-        results = await self._run(lambda: self.model.complete(given, form.prompt, region=region,
-                                                              **self._settings(form.n)))
+        results = await self._run(request, lambda: self.model.complete_stream(given, form.prompt, region=region,
+                                                                              **self._settings(form.n)))
         return self._answer(request, results, form)
 
     async def models(self) -> ModelList:
@@ -468,16 +499,24 @@ class ImagesAPI:
         """Facade settings for n images: the best n of max(api_candidates, n) samples, a fresh random seed."""
         return {"n": n, "candidates": max(self.api_candidates, n), "seed": secrets.randbelow(2**31)}
 
-    async def _run(self, call: Callable[[], list[Result]]) -> list[Result]:
-        """Run a model call in a worker thread through the gate; the facade's ValueErrors become 400s."""
+    async def _run(self, request: Request, stream: Callable[[], Iterator[Progress]]) -> list[Result]:
+        """The results of a streaming model call, run in a worker thread through the gate, stopped between two
+        token rows (or taken out of the queue) if the client disconnects; the facade's ValueErrors become 400s."""
+        stop = threading.Event()
+        watch = asyncio.ensure_future(_set_on_disconnect(request, stop))
         try:
-            return await run_in_threadpool(self.gate.run, call)
+            return await run_in_threadpool(self.gate.run, lambda: _results(stream(), stop), stop)
         except Busy:
             raise APIError(429, "The server is busy with other image requests: retry in a few seconds.",
                            type="requests", code="rate_limit_exceeded",
                            headers={"Retry-After": str(BUSY_RETRY_SECONDS)}) from None
+        except Cancelled as e:
+            log.info("%s %s: the client disconnected; its model call stopped %s", request.method, request.url.path, e)
+            raise APIError(499, "The client closed the connection.", code="client_closed") from None
         except ValueError as e:
             raise APIError(400, str(e)) from None
+        finally:
+            watch.cancel()
 
     def _answer(self, request: Request, results: list[Result], fields: ImageRequest) -> ImagesResponse:
         data = []
@@ -488,6 +527,26 @@ class ImagesAPI:
             else:
                 data.append(ImageData(url=str(request.url_for("openai_file", file_id=self.files.put(png)))))
         return ImagesResponse(created=int(time.time()), data=data)
+
+
+def _results(stream: Iterator[Progress], stop: threading.Event) -> list[Result]:
+    """The ranked results at the end of a streaming model call; `Cancelled` as soon as `stop` is set after a row."""
+    results: list[Result] = []
+    try:
+        for progress in stream:
+            if stop.is_set():
+                raise Cancelled(f"after {progress.rows_done} of {progress.rows_total} rows")
+            results = progress.results or results
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+    return results
+
+
+async def _set_on_disconnect(request: Request, stop: threading.Event) -> None:
+    """Set `stop` when the client disconnects (the body is read by then: all that can come is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    stop.set()
 
 
 class BodyLimit:
