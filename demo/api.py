@@ -17,7 +17,7 @@ Each returned image is the best of ``api_candidates`` samples (at least ``n``) b
 handlers answer every error as ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status,
 which both the current and the 0.28 `openai` clients turn into their exceptions. Model calls go through a
 `ModelGate` (one at a time, first come first served, a bounded waiting room) and stop between two token
-rows when the client disconnects.
+rows when the client disconnects; an optional `RateLimit` bounds each client's requests per minute.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import base64
 import functools
 import io
 import logging
+import math
 import re
 import secrets
 import threading
@@ -268,7 +269,7 @@ def _given(value: Any) -> str:
     return f"an object: {text}" if isinstance(value, dict) else text
 
 
-# ------------------------------------------------------------------ the model's gate, the URL store
+# ------------------------------------------------------------------ the model's gate, rate limits, the URL store
 
 class Busy(Exception):
     """Raised by `ModelGate.run` when too many calls already wait for the model."""
@@ -320,6 +321,34 @@ class ModelGate:
                 self._turns.notify_all()
 
 
+class RateLimit:
+    """At most `count` requests per client in any `period` seconds (a sliding window over admitted requests).
+
+    Only touched from async code (the event loop's thread), so it needs no lock.
+    """
+
+    def __init__(self, count: int, period: float = 60.0):
+        if count < 1:
+            raise ValueError(f"a rate limit must allow 1 request or more, got {count}")
+        self.count, self.period = count, period
+        self._admitted: dict[str, deque[float]] = {}  # client -> times of its requests in the last period
+        self._swept = time.monotonic()
+
+    def admit(self, client: str) -> float:
+        """0 when the client's request may go on (it is counted), else the seconds until one may."""
+        now = time.monotonic()
+        if now - self._swept > self.period:  # forget clients that went quiet: memory stays bounded
+            self._admitted = {c: t for c, t in self._admitted.items() if t and t[-1] > now - self.period}
+            self._swept = now
+        times = self._admitted.setdefault(client, deque())
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        if len(times) >= self.count:
+            return times[0] + self.period - now
+        times.append(now)
+        return 0.0
+
+
 class FileStore:
     """PNG files served for `url` results: in memory, at most `max_files` / `max_bytes`, each for `max_age` seconds.
 
@@ -363,7 +392,8 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  404: "Unknown or expired",
                  413: f"A request body over {MAX_FORM_BYTES // 2**20} MB (a form) or {MAX_JSON_BYTES // 2**20} MB "
                       f"(JSON), or an upload over {MAX_IMAGE_BYTES // 2**20} MB",
-                 429: "The model is busy: retry after the Retry-After header's seconds"}
+                 429: "The model is busy, or this client's rate limit is reached: retry after the Retry-After "
+                      "header's seconds"}
     responses: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse, "description": described[s]}
                                                   for s in statuses}
     responses["default"] = {"model": ErrorResponse, "description": "Any other error, in the same format"}
@@ -371,15 +401,17 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = DEFAULTS.candidates,
-               max_waiting: int = MAX_WAITING) -> FastAPI:
+               max_waiting: int = MAX_WAITING, rate_limit: int | None = None) -> FastAPI:
     """The Images API as a FastAPI app to mount at `API_PREFIX`; its `state.model_gate` is the `ModelGate`.
 
     `api_key` (if any) is required as a Bearer token; each image is the best of `api_candidates` samples; when
-    `max_waiting` requests already wait for the model, more get 429.
+    `max_waiting` requests already wait for the model, more get 429; `rate_limit` (if any) is the most image
+    requests a client (an IP address) may make per minute.
     """
     if not 1 <= api_candidates <= MAX_CANDIDATES:
         raise ValueError(f"api_candidates must be between 1 and {MAX_CANDIDATES}, got {api_candidates}")
-    images = ImagesAPI(model, api_key, api_candidates, ModelGate(max_waiting), FileStore())
+    limit = RateLimit(rate_limit) if rate_limit else None
+    images = ImagesAPI(model, api_key, api_candidates, ModelGate(max_waiting), FileStore(), limit)
     api = FastAPI(title="Laptop DALL·E Images API", version="1", docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", root_path_in_servers=False, redirect_slashes=False,
                   strict_content_type=False,  # a JSON body without a Content-Type is read as JSON, as before
@@ -389,14 +421,14 @@ def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = D
     for exception, handler in ((APIError, _answer_api_error), (RequestValidationError, _answer_validation_error),
                                (HTTPException, _answer_http_error), (Exception, _answer_server_error)):
         api.add_exception_handler(exception, handler)
-    key = Depends(images.check_key)
+    key, rate = Depends(images.check_key), Depends(images.check_rate)
     image_route = dict(methods=["POST"], response_model=ImagesResponse, response_model_exclude_none=True,
                        response_description="The images, best first", responses=_error_responses(400, 401, 413, 429))
     api.add_api_route("/images/generations", images.generations, operation_id="createImage", name="openai_generations",
-                      summary="Create images from a prompt", dependencies=[key], **image_route,
+                      summary="Create images from a prompt", dependencies=[key, rate], **image_route,
                       description=f"Each image is the best of {api_candidates} samples (at least n), by the scorer.")
     api.add_api_route("/images/edits", images.edits, operation_id="createImageEdit", name="openai_edits",
-                      summary="Redraw part of an image", dependencies=[key, Depends(_multipart)],
+                      summary="Redraw part of an image", dependencies=[key, Depends(_multipart), rate],
                       form_limits=FORM_LIMITS, **image_route,
                       description="The mask's fully transparent pixels (alpha 0) mark what to redraw; without a "
                                   "mask, the image's own transparency does. This model redraws a rectangle that "
@@ -435,9 +467,10 @@ async def _multipart(request: Request) -> None:
 class ImagesAPI:
     """The routes' endpoints and dependencies; they return responses or raise `APIError`."""
 
-    def __init__(self, model: Dalle, api_key: str | None, api_candidates: int, gate: ModelGate, files: FileStore):
+    def __init__(self, model: Dalle, api_key: str | None, api_candidates: int, gate: ModelGate, files: FileStore,
+                 rate_limit: RateLimit | None = None):
         self.model, self.api_key, self.api_candidates = model, api_key, api_candidates
-        self.gate, self.files = gate, files
+        self.gate, self.files, self.rate_limit = gate, files, rate_limit
 
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
@@ -492,6 +525,16 @@ class ImagesAPI:
                                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
         if not secrets.compare_digest(token.encode(), self.api_key.encode()):
             raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    async def check_rate(self, request: Request) -> None:
+        """429 when the client (its IP address) has made its `rate_limit` image requests in the last minute."""
+        if self.rate_limit is None:
+            return
+        wait = self.rate_limit.admit(request.client.host if request.client else "unknown")
+        if wait:
+            raise APIError(429, f"Rate limit reached: at most {self.rate_limit.count} image requests per minute per "
+                                f"client. Retry in {math.ceil(wait)} s.", type="requests", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(math.ceil(wait))})
 
     # ---------------------------------------------------------------- helpers
 

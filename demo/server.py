@@ -23,16 +23,17 @@ QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
 
 def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] | None = None,
                api_candidates: int = DEFAULTS.candidates, max_candidates: int = MAX_CANDIDATES,
-               max_waiting: int = MAX_WAITING) -> FastAPI:
+               max_waiting: int = MAX_WAITING, rate_limit: int | None = None) -> FastAPI:
     """A FastAPI app answering the Images API under /v1 and serving the Gradio app at /.
 
     `api_key` guards /v1 (Bearer token); `auth` (user, password) guards the app's pages. Each API image is
     the best of `api_candidates` samples; `max_candidates` caps the app's slider; when `max_waiting` API
-    requests already wait for the model, more get 429. `app.state.model_gate` is the API's `ModelGate`.
+    requests already wait for the model, more get 429; `rate_limit` is the most API image requests per
+    minute per client (None: no limit). `app.state.model_gate` is the API's `ModelGate`.
     """
     refuse_huge_images()
     app = FastAPI(title="Laptop DALL·E", docs_url=None, redoc_url=None, openapi_url=None)
-    mount_api(app, create_api(model, api_key, api_candidates, max_waiting))
+    mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
     demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
     # the /v1 mount must come before Gradio's at "/", or Gradio answers /v1
     return gr.mount_gradio_app(app, demo, path="/", auth=auth, css=CSS, max_file_size=MAX_UPLOAD,
@@ -41,8 +42,8 @@ def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] |
 
 def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_key: str | None = None,
                   auth: tuple[str, str] | None = None, api_candidates: int = DEFAULTS.candidates,
-                  max_candidates: int = MAX_CANDIDATES,
-                  max_waiting: int = MAX_WAITING) -> tuple[gr.Blocks, str, str | None]:
+                  max_candidates: int = MAX_CANDIDATES, max_waiting: int = MAX_WAITING,
+                  rate_limit: int | None = None) -> tuple[gr.Blocks, str, str | None]:
     """Serve the app with Gradio's own server (needed for `share=True`) and add the /v1 routes to it.
 
     Returns (the running Blocks, local URL, public share URL or None) without blocking; call
@@ -54,7 +55,7 @@ def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_ke
                                             max_file_size=MAX_UPLOAD, footer_links=["api"], prevent_thread_lock=True,
                                             quiet=True)
     # Gradio's app is already serving: a mount added now comes after its routes, which leave /v1 alone
-    mount_api(app, create_api(model, api_key, api_candidates, max_waiting))
+    mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
     return demo, local_url, share_url
 
 

@@ -1,6 +1,7 @@
 """Fair serving on the /v1 API (demo.api), on real servers on loopback driven by the `openai` client: a client
-that disconnects stops its model work (within a token row while it runs, at once while it waits), and the model
-serves waiting requests first come first served (so the wait is bounded).
+that disconnects stops its model work (within a token row while it runs, at once while it waits), the model
+serves waiting requests first come first served (so the wait is bounded), and the optional per-client rate limit
+(`dalle-demo --rate-limit N/min`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import openai
 import pytest
 from conftest import DEMO_API_KEY, LiveServer
 
-from demo.api import Busy, ModelGate
+from demo.api import Busy, ModelGate, RateLimit
 
 PROMPT = "a red circle above a blue square"
 
@@ -118,3 +119,48 @@ def test_the_gate_serves_waiting_calls_in_arrival_order():
     for waiter in waiters:
         waiter.join(10)
     assert order == [0, 1, 2, 3] and gate.busy == 0
+
+
+# ------------------------------------------------------------------ rate limits
+
+def test_rate_limit_per_client(demo_model):
+    """2 image requests per minute per client: the third gets 429 with Retry-After; another client (another address,
+    as a proxy the server trusts reports it in X-Forwarded-For) and the other routes are not limited."""
+    from demo.server import create_app
+
+    with LiveServer(create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=1, rate_limit=2)) as server:
+        first = client(server)
+        for _ in range(2):
+            assert len(generate(first).data) == 1
+        with pytest.raises(openai.RateLimitError, match="at most 2 image requests per minute per client") as e:
+            generate(first)
+        assert e.value.code == "rate_limit_exceeded" and 0 < int(e.value.response.headers["Retry-After"]) <= 60
+        assert [m.id for m in first.models.list()] == ["laptop-dalle"]
+        assert len(generate(client(server, **{"X-Forwarded-For": "203.0.113.7"})).data) == 1
+
+
+def test_rate_limit_window_slides():
+    limit = RateLimit(2, period=0.3)
+    assert limit.admit("a") == 0 and limit.admit("a") == 0 and limit.admit("b") == 0
+    assert 0 < limit.admit("a") <= 0.3  # refused: seconds until the oldest request leaves the window
+    time.sleep(0.35)
+    assert limit.admit("a") == 0
+
+
+@pytest.mark.parametrize("args, rate", [
+    ([], 0), (["--host", "0.0.0.0"], 10), (["--share"], 10), (["--host", "0.0.0.0", "--rate-limit", "off"], 0),
+    (["--rate-limit", "30/min"], 30), (["--rate-limit", "5"], 5),
+])
+def test_dalle_demo_rate_limit_option(args: list[str], rate: int):
+    """Off by default when only this computer can reach the server, on when others can."""
+    from demo.__main__ import parse_args
+
+    assert parse_args(args).rate_limit == rate
+
+
+@pytest.mark.parametrize("bad", ["0/min", "-1/min", "ten/min", "5/hour"])
+def test_dalle_demo_refuses_bad_rate_limits(bad: str):
+    from demo.__main__ import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--rate-limit", bad])
