@@ -4,6 +4,7 @@ Examples:
   dalle-demo                                     app at http://127.0.0.1:7860, API at http://127.0.0.1:7860/v1
   dalle-demo --host 0.0.0.0 --auth me:pw --api-key KEY     on your network, with a password and an API key
   dalle-demo --share --auth me:pw --api-key KEY  also at a public https://*.gradio.live link (needs internet)
+  dalle-demo --host 0.0.0.0 --rate-limit 30/min  at most 30 API image requests per minute per client
 
 Everything else works offline: nothing is downloaded at run time.
 """
@@ -17,6 +18,7 @@ import sys
 from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES
 
 API_KEY_ENV = "DALLE_DEMO_API_KEY"
+EXPOSED_RATE_LIMIT = 10  # API image requests per minute per client: the default when others can reach the server
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the most candidates the app may sample per request (default: %(default)s)")
     parser.add_argument("--api-candidates", type=_candidates, default=DEFAULTS.candidates, metavar="N",
                         help="each API image is the best of this many samples (default: %(default)s)")
-    return parser.parse_args(argv)
+    parser.add_argument("--rate-limit", type=_rate, metavar="N/min",
+                        help="the most API image requests a client (an IP address) may make per minute, or 'off' "
+                             "(default: off when only this computer can reach the server; "
+                             f"{EXPOSED_RATE_LIMIT}/min with a --host other than loopback, or --share)")
+    args = parser.parse_args(argv)
+    if args.rate_limit is None:
+        args.rate_limit = EXPOSED_RATE_LIMIT if args.share or not _is_loopback(args.host) else 0
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     except CheckpointError as e:
         sys.exit(f"dalle-demo: {e}")
     options = dict(api_key=args.api_key, auth=args.auth, api_candidates=args.api_candidates,
-                   max_candidates=args.max_candidates)
+                   max_candidates=args.max_candidates, rate_limit=args.rate_limit or None)
+    if args.rate_limit:
+        print(f"API rate limit: {args.rate_limit} image requests per minute per client", flush=True)
     if args.share:
         demo, local_url, share_url = launch_shared(model, args.host, args.port, **options)
         urls = [local_url.rstrip("/")] + ([share_url.rstrip("/")] if share_url else [])
@@ -115,6 +126,16 @@ def _user_password(text: str) -> tuple[str, str]:
     if not user or not password:
         raise argparse.ArgumentTypeError("expected USER:PASS, e.g. --auth me:secret")
     return user, password
+
+
+def _rate(text: str) -> int:
+    """`N/min` (or `N`) as N requests per minute; `off` as 0."""
+    if text.strip().lower() == "off":
+        return 0
+    count, _, unit = text.strip().partition("/")
+    if count.isdigit() and int(count) >= 1 and unit.strip().lower() in ("", "min", "m", "minute"):
+        return int(count)
+    raise argparse.ArgumentTypeError(f"expected N/min with N a whole number from 1, or 'off', got {text!r}")
 
 
 def _candidates(text: str) -> int:

@@ -22,8 +22,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from dalle_core.cli import main as dalle
 from dalle_core import Settings
+from dalle_core.cli import main as dalle
 
 SCENE = Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"  # 256 px
 SETTINGS = (2, 1, 1.0, 64, 1.0, 3.0, 7, False)  # the app's sampling controls, as in test_demo_ui.py
@@ -295,19 +295,60 @@ def assert_api_error(response: httpx.Response, param: str | None, words: str) ->
 
 @pytest.mark.parametrize("body, param, words", [
     (json.dumps({"prompt": ODD_PROMPTS["10,000 characters"]}), "prompt", "at most 1000 characters, got 10000"),
-    ('{"prompt": "a red \\ud800 circle"}', None, "not valid Unicode"),  # a lone surrogate, as JSON may escape it
+    ('{"prompt": "a red \\ud800 circle"}', "prompt", "not valid Unicode"),  # a lone surrogate, as JSON may escape it
     ('{"prompt": "a red circle", "n": -1}', "n", "between 1 and 10, got -1"),
     ('{"prompt": "a red circle", "n": true}', "n", "got True"),
     ('{"prompt": "a red circle", "n": NaN}', "n", "got nan"),
     ('{"prompt": "a red circle", "n": 1e400}', "n", "got inf"),
     ('{"prompt": "a red circle", "n": "1e3"}', "n", "got '1e3'"),
-    ('{"prompt": ["a red circle"]}', "prompt", "missing or empty"),
+    ('{"prompt": ["a red circle"]}', "prompt", "prompt must be a string of at most 1000 characters, got a list"),
     ('{"prompt": "\\t\\n "}', "prompt", "missing or empty"),
 ], ids=lambda v: v[:40] if isinstance(v, str) else None)
 def test_api_refuses_bad_generation_fields(demo_server: LiveServer, body: str, param: str | None, words: str):
     response = post(demo_server, "/v1/images/generations", content=body.encode(),
                     headers={"Content-Type": "application/json"})
     assert_api_error(response, param, words)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("prompt", 42, "prompt must be a string of at most 1000 characters, got 42."),
+    ("prompt", {"text": "a red circle"}, "prompt must be a string of at most 1000 characters, got an object: {'text'"),
+    ("prompt", True, "prompt must be a string of at most 1000 characters, got True."),
+    ("n", [2], "n must be an integer between 1 and 10, got a list: [2]."),
+    ("n", "two", "n must be an integer between 1 and 10, got 'two'."),
+    ("size", 256, "size must be one of 64x64, 256x256, 512x512, 1024x1024, got 256."),
+    ("size", {"width": 64}, "size must be one of 64x64, 256x256, 512x512, 1024x1024, got an object"),
+    ("response_format", ["url"], "response_format must be one of url, b64_json, got a list: ['url']."),
+    ("response_format", False, "response_format must be one of url, b64_json, got False."),
+])
+def test_api_type_errors_name_the_field_and_what_it_takes(demo_server: LiveServer, field: str, value, words: str):
+    response = post(demo_server, "/v1/images/generations", json={"prompt": "a red circle", field: value})
+    assert_api_error(response, field, words)
+
+
+@pytest.mark.parametrize("parts, param, words", [
+    ([("prompt", ("prompt.txt", b"a red circle", "text/plain"))], "prompt",
+     "prompt must be a string of at most 1000 characters, got a file."),
+    ([("n", (None, "two"))], "n", "n must be an integer between 1 and 10, got 'two'."),
+    ([("n", ("n.txt", b"2", "text/plain"))], "n", "n must be an integer between 1 and 10, got a file."),
+    ([("n", (None, "11"))], "n", "n must be an integer between 1 and 10, got 11."),
+    ([("size", (None, "64"))], "size", "size must be one of 64x64, 256x256, 512x512, 1024x1024, got '64'."),
+    ([("response_format", (None, "png"))], "response_format", "response_format must be one of url, b64_json"),
+    ([("mask", (None, "the lower right corner"))], "mask",
+     "mask must be a file (a multipart upload), got 'the lower right corner'."),
+])
+def test_api_edit_type_errors_name_the_field_and_what_it_takes(demo_server: LiveServer, parts: list, param: str,
+                                                              words: str):
+    """The same for the multipart fields of an edit, as the openai clients send them (text parts, files)."""
+    fields = [("prompt", (None, "a red circle"))] if param != "prompt" else []
+    files = [("image", ("image.png", PNG, "image/png")), *fields, *parts]
+    assert_api_error(post(demo_server, "/v1/images/edits", files=files), param, words)
+
+
+def test_api_edit_image_sent_as_text_is_named(demo_server: LiveServer):
+    response = post(demo_server, "/v1/images/edits", files=[("image", (None, "scene.png")),
+                                                            ("prompt", (None, "a red circle"))])
+    assert_api_error(response, "image", "image must be a file (a multipart upload), got 'scene.png'.")
 
 
 @pytest.mark.parametrize("name", list(ODD_PROMPTS)[:3])

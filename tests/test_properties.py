@@ -2,7 +2,8 @@
 snapping, and the validation of the OpenAI routes' fields and uploads.
 
 They run the real components: the shipped tokenizer, `Dalle.snap_mask` of the session's model, and
-`demo.api`'s validation helpers (the same the routes call); `max_examples` keeps the file to a few seconds.
+`demo.api`'s request model, error messages and upload reader (the same the routes use); `max_examples` keeps
+the file to a few seconds.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from dalle_core import world
@@ -27,8 +29,9 @@ from demo.api import (
     RESPONSE_FORMATS,
     SIZES,
     APIError,
-    _common_fields,
+    ImageRequest,
     _read_image,
+    validation_error,
 )
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,16 +139,19 @@ FIELDS = st.fixed_dictionaries({}, optional={
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fields=FIELDS)
 def test_request_fields_are_valid_or_a_400(demo_model, fields: dict):
-    """Any JSON values give either fields the model accepts or an OpenAI-format 400 naming the field."""
+    """Any JSON values give either fields the model accepts or an OpenAI-format 400 naming the field (the route
+    validates its body as `ImageRequest`, and answers pydantic's errors with `validation_error`)."""
     try:
-        prompt, n, size, response_format = _common_fields(fields)
-    except APIError as e:
+        request = ImageRequest.model_validate(fields)
+    except ValidationError as errors:
+        e = validation_error(errors.errors())
         assert e.status == 400 and e.param in {"prompt", "n", "size", "response_format"}
-        assert e.response().status_code == 400
+        assert e.param in e.message and e.response().status_code == 400
         return
+    prompt, n = request.prompt, request.n
     assert isinstance(prompt, str) and prompt.strip() and len(prompt) <= MAX_PROMPT_CHARS
     assert type(n) is int and 1 <= n <= MAX_N
-    assert size in SIZES.values() and response_format in RESPONSE_FORMATS
+    assert request.size in SIZES and request.response_format in RESPONSE_FORMATS
     try:
         demo_model.check_prompt(prompt)  # what the route calls next; its ValueErrors are answered as 400
     except ValueError as e:
