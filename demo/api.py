@@ -40,7 +40,7 @@ from fastapi import Depends, FastAPI, File, Request, Response, Security, UploadF
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from PIL import Image
 from pydantic import (
     AfterValidator,
@@ -417,11 +417,11 @@ def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = D
                   strict_content_type=False,  # a JSON body without a Content-Type is read as JSON, as before
                   description="OpenAI-compatible image generation and editing; see demo/README.md.")
     api.state.model_gate = images.gate
-    api.add_middleware(BodyLimit)
+    api.add_middleware(Gatekeeper, api_key=api_key)
     for exception, handler in ((APIError, _answer_api_error), (RequestValidationError, _answer_validation_error),
                                (HTTPException, _answer_http_error), (Exception, _answer_server_error)):
         api.add_exception_handler(exception, handler)
-    key, rate = Depends(images.check_key), Depends(images.check_rate)
+    key, rate = Security(_BEARER), Depends(images.check_rate)  # the key itself is checked by `Gatekeeper`
     image_route = dict(methods=["POST"], response_model=ImagesResponse, response_model_exclude_none=True,
                        response_description="The images, best first", responses=_error_responses(400, 401, 413, 429))
     api.add_api_route("/images/generations", images.generations, operation_id="createImage", name="openai_generations",
@@ -515,17 +515,6 @@ class ImagesAPI:
 
     # ---------------------------------------------------------------- dependencies
 
-    async def check_key(self, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]) -> None:
-        """401 unless the request carries the API key (when the server has one) as a Bearer token."""
-        if self.api_key is None:
-            return
-        token = credentials.credentials.strip() if credentials else ""
-        if not token:
-            raise APIError(401, "You didn't provide an API key. You need to provide your API key in an "
-                                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        if not secrets.compare_digest(token.encode(), self.api_key.encode()):
-            raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
-
     async def check_rate(self, request: Request) -> None:
         """429 when the client (its IP address) has made its `rate_limit` image requests in the last minute."""
         if self.rate_limit is None:
@@ -592,18 +581,39 @@ async def _set_on_disconnect(request: Request, stop: threading.Event) -> None:
     stop.set()
 
 
-class BodyLimit:
-    """ASGI middleware: refuses (413) request bodies over `MAX_FORM_BYTES` for multipart forms, `MAX_JSON_BYTES`
-    otherwise, before they are read whole: at once for a larger Content-Length, else when the bytes received
-    pass the limit (FastAPI reads bodies, and spools uploads, before any route code runs)."""
+def key_error(authorization: str, api_key: str | None) -> APIError | None:
+    """The 401 for a request whose Authorization header does not carry `api_key` as a Bearer token, else None."""
+    if api_key is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return APIError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
+                             "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+    if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        return APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+    return None
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+
+class Gatekeeper:
+    """ASGI middleware, in front of everything FastAPI does (which reads bodies, and spools uploads, before any
+    route code runs): first the API key (401) for the routes that take one (the image files and the OpenAPI
+    document need none; an unknown route is 404 either way); then the size of the body (413 over `MAX_FORM_BYTES` for multipart forms, `MAX_JSON_BYTES` otherwise), at once for
+    a larger Content-Length, else as soon as the bytes received pass the limit."""
+
+    KEYED = {("POST", "/images/generations"), ("POST", "/images/edits"), ("GET", "/models")}  # paths within the API
+
+    def __init__(self, app: ASGIApp, api_key: str | None):
+        self.app, self.api_key = app, api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # Starlette's Mount keeps the whole path
+        keyed = (scope["method"], path) in self.KEYED
+        refused = key_error(headers.get("authorization", ""), self.api_key) if keyed else None
+        if refused:
+            return await refused.response()(scope, receive, send)
         limit = MAX_FORM_BYTES if headers.get("content-type", "").startswith("multipart/form-data") else MAX_JSON_BYTES
         too_large = APIError(413, f"The request is too large: at most {limit // 2**20 or 1} MB.", code="too_large")
         declared = headers.get("content-length", "")

@@ -286,3 +286,16 @@ def test_command_line_options_and_warnings():
     assert len(exposure_warnings("0.0.0.0", False, None, None)) == 1
     assert len(exposure_warnings("127.0.0.1", True, None, None)) == 2  # sharing without --auth, --api-key
     assert exposure_warnings("127.0.0.1", True, ("me", "pw"), "key") == []
+
+
+def test_the_key_is_checked_before_the_body_is_read(demo_server: LiveServer):
+    """Without the key, a body is not read at all: an oversized or unparseable one is answered 401, not 413/400."""
+    url = f"{demo_server.url}/v1/images/generations"
+    huge = httpx.post(url, content=b"{" + b" " * (2 * 2**20) + b"}", headers={"Content-Type": "application/json"},
+                      timeout=120)
+    assert_error(huge, 401, None, "didn't provide an api key")
+    assert_error(httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"}), 401, None,
+                 "didn't provide an api key")
+    with_key = httpx.post(url, content=b"{not json", timeout=120,
+                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {DEMO_API_KEY}"})
+    assert with_key.status_code == 400
