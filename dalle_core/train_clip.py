@@ -29,7 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from . import world
 from .checkpoint import save_model
 from .clip import Clip, check_tokenizer
-from .data import VAL_BASE, ShapesWorld, Source, batch_loader, validation_batch
+from .data import VAL_BASE, ShapesWorld, ShapesWorld2, Source, batch_loader, validation_batch
 from .device import autocast
 from .images import stack
 from .text import TextTokenizer
@@ -51,6 +51,7 @@ from .world import (
 )
 
 KINDS = ("color_swap", "relation", "count", "shape", "background", "position")
+KINDS2 = ("direction", "transform", "rule")  # the second edition's kinds (`negatives2`)
 RETRIEVAL_PAIRS = 256  # held-out pairs for the top-1 retrieval metrics
 
 # ----------------------------------------------------------------------------- hard negatives
@@ -156,12 +157,17 @@ def hard_negatives(caption: str, scene: Scene, rng: random.Random) -> dict[str, 
     `world.check`, so none is accidentally true (swapping two red objects' colors, say).
     """
     e = _with_size_words(parse_caption(caption), caption)
+    return {kind: caption_of(c) for kind, c in false_edits(e, scene, rng, EDITS).items()}
+
+
+def false_edits(e: Expectation, scene: Scene, rng: random.Random, edits: dict[str, Edit]) -> dict[str, Expectation]:
+    """For each kind of edit, the first of its candidates (in the edit's shuffled order) whose caption is false
+    for `scene` by `world.check`; kinds with none are absent."""
     out = {}
-    for kind, edit in EDITS.items():
+    for kind, edit in edits.items():
         for candidate in edit(e, scene, rng):
-            text = caption_of(candidate)
-            if not check(scene, parse_caption(text))[0]:
-                out[kind] = text
+            if not check(scene, parse_caption(caption_of(candidate)))[0]:
+                out[kind] = candidate
                 break
     return out
 
@@ -180,7 +186,8 @@ def _scene_edits(scene: Scene) -> dict[str, list[Scene]]:
     return {
         "color_swap": [_with(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
                        for i, j, a, b in pairs if a.color != b.color],
-        "object_swap": [_with(scene, {i: replace(a, shape=b.shape, color=b.color), j: replace(b, shape=a.shape, color=a.color)})
+        "object_swap": [_with(scene, {i: replace(a, shape=b.shape, color=b.color),
+                                      j: replace(b, shape=a.shape, color=a.color)})
                         for i, j, a, b in pairs if (a.shape, a.color) != (b.shape, b.color)],
         "mirror": [_with(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
                    _with(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
@@ -197,10 +204,14 @@ def negative_scenes(caption: str, scene: Scene, rng: random.Random) -> dict[str,
     caption and its swap get the same score and the text encoder has nothing to learn from (and
     the other way round). An image that differs only in binding breaks that tie on the image side.
     """
-    e = parse_caption(caption)
+    return false_scenes(parse_caption(caption), _scene_edits(scene), rng)
+
+
+def false_scenes(e: Expectation, candidates: dict[str, list[Scene]], rng: random.Random) -> dict[str, Scene]:
+    """For each kind, a candidate scene (in a shuffled order) for which `e` is false; kinds with none are absent."""
     out = {}
-    for kind, candidates in _scene_edits(scene).items():
-        found = next((c for c in _shuffled(candidates, rng) if not check(c, e)[0]), None)
+    for kind, scenes in candidates.items():
+        found = next((c for c in _shuffled(scenes, rng) if not check(c, e)[0]), None)
         if found is not None:
             out[kind] = found
     return out
@@ -259,7 +270,7 @@ def with_negatives(images: torch.Tensor, captions: list[str], scenes: list[Scene
     of distinct kinds drawn at random: (all images, all captions, image owners, text owners)."""
     size = images.shape[-1]
     negative_texts, negative_images, text_owner, image_owner = [], [], [], []
-    for i, (caption, scene) in enumerate(zip(captions, scenes)):
+    for i, (caption, scene) in enumerate(zip(captions, scenes, strict=True)):
         options = list(hard_negatives(caption, scene, rng).values())
         chosen = rng.sample(options, min(texts, len(options)))
         negative_texts += chosen
@@ -310,12 +321,19 @@ class ValidationSet:
 
 
 def validation_set(source: Source, n: int) -> ValidationSet:
-    """The first n held-out pairs; for the shapes world also the hard negatives of their scenes."""
+    """The first n held-out pairs; for the shapes world (either edition) also the hard negatives of their scenes."""
     if isinstance(source, ShapesWorld):
         samples = [world.sample(VAL_BASE + i, source.size) for i in range(n)]
         images = stack([s.image for s in samples])
         negatives = [hard_negatives(s.caption, s.scene, random.Random(i)) for i, s in enumerate(samples)]
         return ValidationSet(images, [s.caption for s in samples], negatives)
+    if isinstance(source, ShapesWorld2):
+        from .negatives2 import negative_captions  # negatives2 builds on this module
+        from .world2 import sample2
+
+        draws = [sample2(VAL_BASE + i, source.size) for i in range(n)]
+        negatives = [negative_captions(s, random.Random(i)) for i, s in enumerate(draws)]
+        return ValidationSet(stack([s.image for s in draws]), [s.caption for s in draws], negatives)
     images, captions = validation_batch(source, n)
     return ValidationSet(images, captions, [{} for _ in captions])
 
@@ -341,10 +359,10 @@ def clip_metrics(model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16
     caption, negative = text[:len(texts)], text[len(texts):]
     true = (image * caption).sum(-1)
     metrics = {}
-    for kind in KINDS:
+    for kind in (*KINDS, *KINDS2):
         rows = [(j, i) for j, (i, k, _) in enumerate(negs) if k == kind]
         if rows:
-            j, i = map(list, zip(*rows))
+            j, i = map(list, zip(*rows, strict=True))
             metrics[f"neg_{kind}"] = (true[i] > (image[i] * negative[j]).sum(-1)).float().mean().item()
     n = min(RETRIEVAL_PAIRS, len(texts))
     sims = image[:n] @ caption[:n].T
@@ -368,17 +386,24 @@ class ClipTask:
 
     def batches(self, start: int, rank: int = 0) -> Iterator[ClipBatch]:
         none = torch.zeros(0, dtype=torch.long)
-        if not isinstance(self.source, ShapesWorld):
+        if not isinstance(self.source, (ShapesWorld, ShapesWorld2)):
             for images, captions in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
                                                  workers=self.args.workers):
                 yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(captions, warn=False), none, none))
             return
-        r = self.recipe
+        from .negatives2 import with_negatives2, world2_batch  # negatives2 builds on this module
+
+        r, size = self.recipe, self.source.size
         for k in count(start):
-            images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, self.source.size)
             rng = random.Random(f"{self.args.seed}/{rank}/{k}/negatives")
-            images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
-                                                                    r.negative_images, rng)
+            if isinstance(self.source, ShapesWorld):
+                images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, size)
+                images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
+                                                                        r.negative_images, rng)
+            else:
+                images, _, draws = world2_batch(self.args.batch_size, self.args.seed, rank, k, size)
+                images, texts, image_owner, text_owner = with_negatives2(images, draws, r.negatives,
+                                                                         r.negative_images, rng)
             yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(texts, warn=False),
                                             torch.tensor(image_owner, dtype=torch.long),
                                             torch.tensor(text_owner, dtype=torch.long)))
