@@ -371,23 +371,24 @@ def _sizes_for(t: Transform) -> list[str]:
 
 def _place(slots: list[Group], kind: str, t: Transform, rng: random.Random, tries: int = 20
            ) -> tuple[Obj, ...] | None:
-    """Objects for these slots placed in a panel, unstated colors and sizes drawn from those that `t`
-    allows (`_colors_for`, `_sizes_for`), or None when they do not fit."""
+    """Objects for these slots placed in a panel (each tried at up to `tries` random positions), unstated
+    colors and sizes drawn from those that `t` allows (`_colors_for`, `_sizes_for`), or None when one
+    found no room."""
     k = KINDS[kind]
-    for _ in range(tries):
-        objs: list[Obj] = []
-        for g in slots:
-            size = g.size or rng.choice(_sizes_for(t))
-            s = rng.uniform(*k.sizes[size])
-            lo = k.margin + s / 2
-            o = Obj(g.shape, g.color or rng.choice(_colors_for(g.shape, t)), size, rng.uniform(lo, 1 - lo),
-                    rng.uniform(lo, k.height - lo), s)
-            if any(boxes_touch(o, p, k.gap) for p in objs):
+    objs: list[Obj] = []
+    for g in slots:
+        size = g.size or rng.choice(_sizes_for(t))
+        s = rng.uniform(*k.sizes[size])
+        color = g.color or rng.choice(_colors_for(g.shape, t))
+        lo = k.margin + s / 2
+        for _ in range(tries):
+            o = Obj(g.shape, color, size, rng.uniform(lo, 1 - lo), rng.uniform(lo, k.height - lo), s)
+            if not any(boxes_touch(o, p, k.gap) for p in objs):
+                objs.append(o)
                 break
-            objs.append(o)
         else:
-            return tuple(objs)
-    return None
+            return None
+    return tuple(objs)
 
 
 def _draw_transform(rng: random.Random, kinds: tuple[str, ...]) -> Transform:
@@ -415,8 +416,9 @@ def _before_after(slots: list[Group], t: Transform, kind: str, rng: random.Rando
 
 def _top_groups(rng: random.Random, t: Transform) -> list[Group]:
     """The groups of a pair's top scene: 1-3 objects in the v1 forms without position or relation, a color
-    stated with p 0.75 and a size with p 0.35 (among those that `t` allows)."""
-    total = rng.choices([1, 2, 3], weights=[0.4, 0.35, 0.25])[0]
+    stated with p 0.75 and a size with p 0.35 (among those that `t` allows). Three large objects do not fit
+    side by side in a half, so a size transform, which makes them all large on one side, has at most two."""
+    total = rng.choices([1, 2, 3], weights=[0.4, 0.35, 0.25 if t.kind != "size" else 0])[0]
     counts = [total] if total > 1 and rng.random() < 0.3 else [1] * total
     groups = []
     for count in counts:
@@ -454,12 +456,13 @@ def _analogy_slots(rng: random.Random, rule: Transform) -> list[Group]:
 def sample_analogy(rng: random.Random, rule_kind: str | None = None) -> LayoutSample:
     """An analogy A B / C D whose rule (of `rule_kind`, else any) is the only transform that turns A into B."""
     rule = _draw_transform(rng, (rule_kind,) if rule_kind else RULE_KINDS)
-    flip = rule.kind in ("mirrored", "upside down")
+    other_flip = {"mirrored": Transform("upside down"), "upside down": Transform("mirrored")}.get(rule.kind)
     while True:
         ab = _before_after(_analogy_slots(rng, rule), rule, "analogy", rng)
-        # a color, shape or size rule is the only one by construction (no object of A had the value it sets,
-        # and it alone changes that attribute); a flip must not look like the other flip too
-        if not ab or flip and rules_shown(*ab, "analogy", 2 * CENTRE_TOLERANCE) != [rule]:
+        # The rule is the only transform that turns A into B: a color, shape or size rule by construction (no
+        # object of A had the value it sets, and it alone changes that attribute); a flip moves some object
+        # (`_before_after`) and must not look like the other flip too.
+        if not ab or other_flip and matches(apply(other_flip, ab[0], "analogy", rng), ab[1], 2 * CENTRE_TOLERANCE):
             continue
         cd = _before_after(_analogy_slots(rng, rule), rule, "analogy", rng)
         if cd:
@@ -506,11 +509,11 @@ SAMPLERS = {"pair": sample_pair, "analogy": sample_analogy, "matrix": sample_mat
 
 def on_canvas(layout: Layout, W: int) -> Scene:
     """The layout as one scene of the whole canvas (objects in fractions of W)."""
-    k = KINDS[layout.kind]
-    unit = k.unit_share * W
+    unit = KINDS[layout.kind].unit_share * W
     objs = []
     for (y0, _, x0, _), panel in zip(panel_boxes(layout.kind, W), layout.panels, strict=True):
-        objs += [replace(o, cx=(x0 + o.cx * unit) / W, cy=(y0 + o.cy * unit) / W, s=o.s * unit / W) for o in panel]
+        objs += [Obj(o.shape, o.color, o.size, (x0 + o.cx * unit) / W, (y0 + o.cy * unit) / W, o.s * unit / W,
+                     o.direction) for o in panel]
     return Scene(layout.background, tuple(objs))
 
 
