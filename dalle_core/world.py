@@ -60,11 +60,15 @@ class CaptionError(ValueError):
     """A caption that is not in the world's grammar."""
 
 
+_AWAY_FROM_APEX = {"up": (0.0, 1.0), "down": (0.0, -1.0), "left": (1.0, 0.0), "right": (-1.0, 0.0)}
+
+
 def centroid_offset(shape: str, direction: str, s: float) -> tuple[float, float]:
     """Where the mean of a shape's pixels lies from its box centre: s/6 from it, away from a triangle's apex."""
     if shape != "triangle":
         return 0.0, 0.0
-    return {"up": (0.0, s / 6), "down": (0.0, -s / 6), "left": (s / 6, 0.0), "right": (-s / 6, 0.0)}[direction]
+    x, y = _AWAY_FROM_APEX[direction]
+    return x * s / 6, y * s / 6
 
 
 @dataclass(frozen=True)
