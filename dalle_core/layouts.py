@@ -89,8 +89,6 @@ KINDS = {
     "analogy": Kind(2, 2, 0.5, 1.0, {"small": (0.30, 0.40), "large": (0.55, 0.70)}, 0.475),
     "matrix": Kind(3, 3, 1 / 3, 1.0, {"small": (0.40, 0.50), "large": (0.65, 0.80)}, 0.575),
 }
-PANEL_NAMES = {"pair": ("top", "bottom"), "analogy": ("A", "B", "C", "D"),
-               "matrix": tuple(str(i) for i in range(1, 10))}
 
 
 def check_side(kind: str, W: int) -> None:

@@ -6,6 +6,8 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dalle_core import world
 from dalle_core.clip import make_clip
@@ -54,6 +56,12 @@ def _objects(s) -> list[world.Obj]:
 @pytest.fixture(scope="module")
 def draws():
     return [sample2(seed, W) for seed in range(3000)]
+
+
+@pytest.fixture(scope="module")
+def tok2(draws) -> TextTokenizer:
+    """A tokenizer trained on 2000 captions of the v2 stream (as `dalle train` would make one from it)."""
+    return TextTokenizer.train([s.caption for s in draws[:2000]], length=40)
 
 
 def test_the_checker_finds_held_out_pairs_in_every_wording():
@@ -135,13 +143,22 @@ def test_eval_phrasings_are_outside_the_training_families(draws):
     assert held_out_phrasing(parse_caption("a red circle and a blue square"), random.Random(3))
 
 
-def test_the_tokenizer_sees_capitals_as_the_plain_caption_and_learns_final_punctuation(draws):
+def test_the_tokenizer_sees_capitals_as_the_plain_caption_and_learns_final_punctuation(draws, tok2):
     assert words_of("A RED Circle.") == ["a", "red", "circle", "."]  # lower-cased; the period stays a word
-    tok = TextTokenizer.train([s.caption for s in draws[:2000]], length=40)
-    assert torch.equal(tok.encode("A RED CIRCLE POINTING LEFT!")[0], tok.encode("a red circle pointing left!")[0])
-    assert tok.unknown_words("Draw a red triangle pointing left.") == []
-    assert tok.unknown_words("a picture of a red circle") == ["picture"]
-    assert max(len(tok.tokenizer.encode(s.caption).ids) for s in draws) <= 38  # fits a 40-token text
+    assert torch.equal(tok2.encode("A RED CIRCLE POINTING LEFT!")[0], tok2.encode("a red circle pointing left!")[0])
+    assert tok2.unknown_words("Draw a red triangle pointing left.") == []
+    assert tok2.unknown_words("a picture of a red circle") == ["picture"]
+    assert max(len(tok2.tokenizer.encode(s.caption).ids) for s in draws) <= 38  # fits a 40-token text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32))
+def test_property_v2_captions_round_trip_through_a_v2_tokenizer(tok2, seed):
+    """Any draw's caption fits, decodes to itself as the normaliser sees it (lower case), has no unknown word."""
+    caption = sample2(seed, W).caption
+    ids, truncated = tok2.encode(caption)
+    assert not truncated and tok2.decode(ids) == " ".join(caption.lower().split())
+    assert tok2.unknown_words(caption) == []
 
 
 def test_scorer_negatives_are_false_for_their_draws(draws):
