@@ -120,20 +120,20 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
     report: dict = {"per_category": per_category, "candidates": candidates, "seed": seed, "results": {}}
     t0 = time.time()
     for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
-        row: dict = {}
+        row, notes = {}, {}
         if cat in CATEGORIES2:
             reason = not_applicable(cat, model.image_size, model.grid)
             if reason:
                 report["results"][cat] = {"best_of_1": None, f"best_of_{candidates}": None, "not_applicable": reason}
                 continue
-            prompts_ = [case(cat, i, seed, model.image_size, model.grid).prompt for i in range(per_category)]
-            row["unknown_words"] = sorted({w for p in prompts_ for w in model.unknown_words(p)})
+            said = [case(cat, i, seed, model.image_size, model.grid).prompt for i in range(per_category)]
+            notes["unknown_words"] = sorted({w for p in said for w in model.unknown_words(p)})
             if cat in CHANCE:
-                row["chance"] = CHANCE[cat]
+                notes["chance"] = CHANCE[cat]
+        run = trial if cat in CATEGORIES2 else _trial
         for label, cands in (("best_of_1", 1), (f"best_of_{candidates}", candidates)):
             passed, examples = [], []
             for i in range(per_category):
-                run = trial if cat in CATEGORIES2 else _trial
                 ok, image, caption = run(model, cat, i, cands, seed)
                 passed.append(ok)
                 examples.append((image, f"{'PASS' if ok else 'FAIL'}: {caption}"))
@@ -142,7 +142,7 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
                 samples_dir.mkdir(parents=True, exist_ok=True)
                 grid([e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2).save(
                     samples_dir / f"{cat}-{label}.png")
-        report["results"][cat] = {k: row[k] for k in sorted(row, key=lambda k: not k.startswith("best_of"))}
+        report["results"][cat] = {**row, **notes}
     for label in ("best_of_1", f"best_of_{candidates}"):
         six = [report["results"][c][label] for c in GENEVAL_SIX if c in report["results"]]
         report.setdefault("overall", {})[label] = float(np.mean(six)) if len(six) == 6 else None
