@@ -39,12 +39,12 @@ from .phrasing import phrase, phrase_layout
 from .train_clip import (
     EDITS,
     Edit,
-    _regroup,
-    _scene_edits,
-    _shuffled,
-    _with,
     false_edits,
     false_scenes,
+    regroup,
+    scene_edits,
+    shuffled,
+    with_objects,
 )
 from .world import (
     COLORS,
@@ -63,7 +63,7 @@ from .world2 import Sample2, has_held_out, sample2
 
 def _direction(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """A lone triangle said to point another way (an unstated direction is up)."""
-    return _shuffled([_regroup(e, i, direction=d) for i, g in enumerate(e.groups) if g.shape == "triangle"
+    return shuffled([regroup(e, i, direction=d) for i, g in enumerate(e.groups) if g.shape == "triangle"
                       and g.count == 1 for d in DIRECTIONS if d != (g.direction or "up")], rng)
 
 
@@ -90,13 +90,13 @@ def negative_captions(s: Sample2, rng: random.Random) -> dict[str, str]:
         return {kind: phrase(c, s.style) for kind, c in false_edits(s.expectation, s.scene, rng, EDITS2).items()}
     panels, said = s.layout.layout.panels, s.said
     if s.kind == "pair":
-        for t in _shuffled(all_transforms(), rng):
+        for t in shuffled(all_transforms(), rng):
             after = apply(t, panels[0], "pair", rng)
             if not matches(after, panels[1]) and _clean(after):
                 return {"transform": phrase_layout(replace(said, transform=t), s.style)}
     if s.kind == "analogy" and said.transform:
         shown = rules_shown(panels[0], panels[1], "analogy")
-        for t in _shuffled(all_transforms(RULE_KINDS), rng):
+        for t in shuffled(all_transforms(RULE_KINDS), rng):
             if t not in shown and _clean(apply(t, panels[0], "analogy", rng)):
                 return {"rule": phrase_layout(replace(said, transform=t), s.style)}
     return {}
@@ -104,8 +104,8 @@ def negative_captions(s: Sample2, rng: random.Random) -> dict[str, str]:
 
 def _turned(scene: Scene) -> list[Scene]:
     """The scene with one triangle pointing another way (its box unchanged, so the scene stays valid)."""
-    return [_with(scene, {i: replace(o, direction=d)}) for i, o in enumerate(scene.objects) if o.shape == "triangle"
-            for d in DIRECTIONS if d != o.direction]
+    return [with_objects(scene, {i: replace(o, direction=d)}) for i, o in enumerate(scene.objects)
+            if o.shape == "triangle" for d in DIRECTIONS if d != o.direction]
 
 
 def _wrong_answers(s: Sample2, rng: random.Random) -> list[tuple[Obj, ...]]:
@@ -130,13 +130,13 @@ def negative_images(s: Sample2, rng: random.Random) -> dict[str, Scene | Layout]
     """Scenes or layouts close to the draw's for which its caption is false, at most one per kind (see the
     module); `render_negative` draws them."""
     if s.kind == "scene":
-        candidates = {**_scene_edits(s.scene), "direction": _turned(s.scene)}
+        candidates = {**scene_edits(s.scene), "direction": _turned(s.scene)}
         candidates = {k: [c for c in v if _clean(c.objects)] for k, v in candidates.items()}
         meaning = parse_caption(caption_of(s.expectation))  # sizes as the judge reads them ("big" is large)
         return false_scenes(meaning, candidates, rng)
     layout = s.layout.layout
     k = KINDS[s.kind]
-    for wrong in _shuffled(_wrong_answers(s, rng), rng):
+    for wrong in shuffled(_wrong_answers(s, rng), rng):
         if _clean(wrong) and fits_panel(wrong, k):
             return {"answer": Layout(layout.kind, layout.background, (*layout.panels[:-1], wrong))}
     return {}

@@ -60,12 +60,12 @@ Edit = Callable[[Expectation, Scene, random.Random], list[Expectation]]
 _OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 
-def _shuffled(items: list, rng: random.Random) -> list:
+def shuffled(items: list, rng: random.Random) -> list:
     rng.shuffle(items)
     return items
 
 
-def _regroup(e: Expectation, i: int, **changes) -> Expectation:
+def regroup(e: Expectation, i: int, **changes) -> Expectation:
     """`e` with group i changed."""
     groups = list(e.groups)
     groups[i] = replace(groups[i], **changes)
@@ -79,12 +79,12 @@ def _colors_of(g: Group, scene: Scene) -> set[str]:
 
 def _color_swap(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """Two groups with their (stated or actual) colors exchanged; failing that, one group given another color."""
-    swaps = [_regroup(_regroup(e, i, color=cj), j, color=ci)
+    swaps = [regroup(regroup(e, i, color=cj), j, color=ci)
              for i, j in combinations(range(len(e.groups)), 2)
              for ci in sorted(_colors_of(e.groups[i], scene)) for cj in sorted(_colors_of(e.groups[j], scene))
              if ci != cj]
-    recolors = [_regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color]
-    return _shuffled(swaps, rng) + _shuffled(recolors, rng)
+    recolors = [regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color]
+    return shuffled(swaps, rng) + shuffled(recolors, rng)
 
 
 def _relation(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
@@ -95,7 +95,7 @@ def _relation(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectat
     reversed_ = [replace(e, relation=p) for p, d in RELATIONS.items() if d == _OPPOSITE[direction]]
     reversed_ += [replace(e, groups=e.groups[::-1], relation=p) for p, d in RELATIONS.items() if d == direction]
     turned = [replace(e, relation=p) for p, d in RELATIONS.items() if d not in (direction, _OPPOSITE[direction])]
-    return _shuffled(reversed_, rng) + _shuffled(turned, rng)
+    return shuffled(reversed_, rng) + shuffled(turned, rng)
 
 
 def _article(old: str, n: int, rng: random.Random) -> str:
@@ -117,26 +117,26 @@ def _count(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation
             if g.count + delta == 0:
                 groups = e.groups[:i] + e.groups[i + 1:]
             else:
-                groups = _regroup(e, i, count=g.count + delta, article=_article(g.article, g.count + delta, rng),
+                groups = regroup(e, i, count=g.count + delta, article=_article(g.article, g.count + delta, rng),
                                   where=None).groups
             out.append(replace(e, groups=groups, relation=None))
-    return _shuffled(out, rng)
+    return shuffled(out, rng)
 
 
 def _shape(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """One group's shape replaced by another."""
-    return _shuffled([_regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape], rng)
+    return shuffled([regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape], rng)
 
 
 def _background(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """Another background stated (whether or not the caption stated one)."""
-    return _shuffled([replace(e, background=b) for b in BACKGROUNDS if b != scene.background], rng)
+    return shuffled([replace(e, background=b) for b in BACKGROUNDS if b != scene.background], rng)
 
 
 def _position(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """A lone object's stated position moved to another cell of the grid of thirds."""
     g = e.groups[0]
-    return _shuffled([_regroup(e, 0, where=w) for w in WHERE if w != g.where], rng) if g.where else []
+    return shuffled([regroup(e, 0, where=w) for w in WHERE if w != g.where], rng) if g.where else []
 
 
 EDITS: dict[str, Edit] = {"color_swap": _color_swap, "relation": _relation, "count": _count, "shape": _shape,
@@ -174,24 +174,25 @@ def false_edits(e: Expectation, scene: Scene, rng: random.Random, edits: dict[st
 
 # ----------------------------------------------------------------------------- negative images
 
-def _with(scene: Scene, changes: dict[int, world.Obj]) -> Scene:
+def with_objects(scene: Scene, changes: dict[int, world.Obj]) -> Scene:
     """`scene` with the objects at some indices replaced."""
     return replace(scene, objects=tuple(changes.get(k, o) for k, o in enumerate(scene.objects)))
 
 
-def _scene_edits(scene: Scene) -> dict[str, list[Scene]]:
+def scene_edits(scene: Scene) -> dict[str, list[Scene]]:
     """Scenes that differ from `scene` in one way, by kind (no box moves or changes size, so all are valid)."""
     objs = scene.objects
     pairs = [(i, j, objs[i], objs[j]) for i, j in combinations(range(len(objs)), 2)]
     return {
-        "color_swap": [_with(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
+        "color_swap": [with_objects(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
                        for i, j, a, b in pairs if a.color != b.color],
-        "object_swap": [_with(scene, {i: replace(a, shape=b.shape, color=b.color),
+        "object_swap": [with_objects(scene, {i: replace(a, shape=b.shape, color=b.color),
                                       j: replace(b, shape=a.shape, color=a.color)})
                         for i, j, a, b in pairs if (a.shape, a.color) != (b.shape, b.color)],
-        "mirror": [_with(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
-                   _with(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
-        "shape": [_with(scene, {i: replace(o, shape=s)}) for i, o in enumerate(objs) for s in SHAPES if s != o.shape],
+        "mirror": [with_objects(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
+                   with_objects(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
+        "shape": [with_objects(scene, {i: replace(o, shape=s)})
+                  for i, o in enumerate(objs) for s in SHAPES if s != o.shape],
     }
 
 
@@ -204,14 +205,14 @@ def negative_scenes(caption: str, scene: Scene, rng: random.Random) -> dict[str,
     caption and its swap get the same score and the text encoder has nothing to learn from (and
     the other way round). An image that differs only in binding breaks that tie on the image side.
     """
-    return false_scenes(parse_caption(caption), _scene_edits(scene), rng)
+    return false_scenes(parse_caption(caption), scene_edits(scene), rng)
 
 
 def false_scenes(e: Expectation, candidates: dict[str, list[Scene]], rng: random.Random) -> dict[str, Scene]:
     """For each kind, a candidate scene (in a shuffled order) for which `e` is false; kinds with none are absent."""
     out = {}
     for kind, scenes in candidates.items():
-        found = next((c for c in _shuffled(scenes, rng) if not check(c, e)[0]), None)
+        found = next((c for c in shuffled(scenes, rng) if not check(c, e)[0]), None)
         if found is not None:
             out[kind] = found
     return out
