@@ -13,15 +13,17 @@ import torch
 HERE = Path(__file__).parent
 
 
-def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of fn() over `repeat` runs after `warmup` runs."""
+def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of fn() over `repeat` runs after `warmup` runs: wall time, or another `clock` (such as
+    `time.process_time`, the process's CPU time, which other work on a shared machine disturbs less)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -71,7 +73,8 @@ def record(name: str, rows: list[dict], notes: str = "") -> None:
             title, _, body = part.partition("\n")
             sections[title.strip()] = body.strip()
     m = machine()
-    sections[name] = f"{notes}\n\nMeasured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads.\n\n{text}"
+    measured = f"Measured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads."
+    sections[name] = f"{notes}\n\n{measured}\n\n{text}"
     body = "\n\n".join(f"## {k}\n\n{v}" for k, v in sorted(sections.items()))
     results.write_text("# Benchmark results\n\nWritten by the scripts in this folder; each section is replaced "
                        "when its script runs again.\n\n" + body + "\n")

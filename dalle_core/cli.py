@@ -10,21 +10,33 @@ from pathlib import Path
 
 def cmd_world(a: argparse.Namespace) -> None:
     from .figures import grid
+    from .layouts import sample_layout
     from .world import sample
+    from .world2 import sample2
 
-    samples = [sample(a.seed + i, a.size) for i in range(a.n)]
-    grid([s.image for s in samples], [s.caption for s in samples], cols=a.cols, scale=a.scale).save(a.out)
-    print(f"wrote {a.n} scenes to {a.out}")
+    size = a.size or (64 if a.layout == "single" else 96)
+    try:
+        if a.layout == "single":
+            samples = [(s.image, s.caption) for s in (sample(a.seed + i, size) for i in range(a.n))]
+        elif a.layout == "stream2":
+            samples = [(s.image, s.caption) for s in (sample2(a.seed + i, size) for i in range(a.n))]
+        else:
+            samples = [(s.image, f"{s.caption} ({s.note})" if s.note else s.caption)
+                       for s in (sample_layout(a.layout, a.seed + i, size) for i in range(a.n))]
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
+    grid([s[0] for s in samples], [s[1] for s in samples], cols=a.cols, scale=a.scale).save(a.out)
+    print(f"wrote {a.n} {'scenes' if a.layout == 'single' else a.layout} to {a.out}")
 
 
 def cmd_eval(a: argparse.Namespace) -> None:
     from .dalle import Dalle
-    from .report import CATEGORIES, evaluate, write_report
+    from .report import ALL_CATEGORIES, evaluate, write_report
 
     cats = a.categories.split(",") if a.categories else None
-    unknown = set(cats or []) - set(CATEGORIES) - {"completion"}
+    unknown = set(cats or []) - set(ALL_CATEGORIES)
     if unknown:
-        raise SystemExit(f"unknown categories {sorted(unknown)}; known: {', '.join([*CATEGORIES, 'completion'])}")
+        raise SystemExit(f"unknown categories {sorted(unknown)}; known: {', '.join(ALL_CATEGORIES)}")
     _use_threads(a.threads)
     report = evaluate(Dalle(a.checkpoint, a.device), a.per_category, a.candidates, a.seed, cats,
                       samples_dir=a.out / "samples")
@@ -163,14 +175,16 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         t.add_argument("--init", metavar="DIR",
                        help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
                             "e.g. assets/checkpoint")
-        t.add_argument("--lr", type=positive_float, help="override the peak learning rate of every stage run (e.g. lower "
-                                                "for fine-tuning with --init)")
+        t.add_argument("--lr", type=positive_float,
+                       help="override the peak learning rate of every stage run (e.g. lower for fine-tuning "
+                            "with --init)")
         t.add_argument("--vae-steps", dest="vae_steps", type=positive_int, help="override the VAE's training steps")
         t.add_argument("--decoder-steps", dest="decoder_steps", type=positive_int,
                        help="override the decoder fine-tuning steps")
         t.add_argument("--transformer-steps", dest="transformer_steps", type=positive_int,
                        help="override the transformer's training steps")
-        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int, help="override the scorer's training steps")
+        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int,
+                       help="override the scorer's training steps")
         t.set_defaults(func=cmd_train)
 
     add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")
@@ -190,7 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     w = sub.add_parser("world", help="write a grid of random world scenes with their captions")
     w.add_argument("--n", type=positive_int, default=16, help="number of scenes (default 16)")
     w.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
-    w.add_argument("--size", type=int_at_least(MIN_SIZE, "world_size"), default=64, help="image side in pixels (default 64)")
+    w.add_argument("--layout", default="single", choices=("single", "pair", "analogy", "matrix", "stream2"),
+                   help="single: v1 scenes (default); pair, analogy, matrix: the second edition's layouts, their "
+                        "captions in full; stream2: the second edition's training stream (paraphrased captions)")
+    w.add_argument("--size", type=int_at_least(MIN_SIZE, "world_size"),
+                   help="image side in pixels (default 64 for single, else 96)")
     w.add_argument("--cols", type=positive_int, default=4, help="grid columns (default 4)")
     w.add_argument("--scale", type=positive_int, default=3, help="nearest-neighbour enlargement (default 3)")
     w.add_argument("--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)")
@@ -202,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--candidates", type=int, default=DEFAULTS.candidates,
                    help=f"images sampled and reranked (default {DEFAULTS.candidates})")
     g.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
-    g.add_argument("--top-k", dest="top_k", type=int, default=DEFAULTS.top_k, help=f"0 turns it off (default {DEFAULTS.top_k})")
+    g.add_argument("--top-k", dest="top_k", type=int, default=DEFAULTS.top_k,
+                   help=f"0 turns it off (default {DEFAULTS.top_k})")
     g.add_argument("--top-p", dest="top_p", type=float, default=DEFAULTS.top_p)
     g.add_argument("--guidance", type=float, default=DEFAULTS.guidance,
                    help=f"classifier-free guidance scale >= 1 (default {DEFAULTS.guidance:g})")
@@ -212,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)")
-    e.add_argument("--per-category", dest="per_category", type=positive_int, default=40, help="prompts per category (default 40)")
+    e.add_argument("--per-category", dest="per_category", type=positive_int, default=40,
+                   help="prompts per category (default 40)")
     e.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates,
                    help=f"N of the reranked best-of-N (default {DEFAULTS.candidates})")
     e.add_argument("--seed", type=int, default=0)

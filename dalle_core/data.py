@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from . import world
+from . import world, world2
 from .images import stack, to_square
 
 VAL_BASE = 1_000_000_000  # world scenes with seeds from here on are held out for validation
@@ -62,6 +62,27 @@ class ShapesWorld:
         return [world.sample_scene(rng)[1] for _ in range(n)]
 
 
+@dataclass
+class ShapesWorld2:
+    """The second edition's stream (`world2.sample2`) at `size` pixels: single scenes and layouts with
+    paraphrased captions, never a held-out color-shape pair."""
+    size: int = 96
+
+    def __post_init__(self) -> None:
+        world2.check_stream_side(self.size)
+
+    def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
+        s = world2.sample2(rng.randrange(VAL_BASE), self.size)
+        return s.image, s.caption
+
+    def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
+        """The fixed held-out draws 0..n-1 (seeds never drawn for training)."""
+        return [(s.image, s.caption) for s in (world2.sample2(VAL_BASE + i, self.size) for i in range(n))]
+
+    def captions(self, n: int) -> list[str]:
+        return [world2.sample2(i, self.size).caption for i in range(n)]
+
+
 class DatasetError(ValueError):
     """A folder that cannot be used as a dataset."""
 
@@ -87,7 +108,8 @@ class ImageFolder:
             if not txt.exists():
                 self.skipped["no caption file"].append(path.name)
                 continue
-            lines = [line.strip() for line in txt.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            text = txt.read_text(encoding="utf-8", errors="replace")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
             if not lines:
                 self.skipped["empty caption file"].append(path.name)
                 continue
@@ -139,8 +161,10 @@ class ImageFolder:
 
 
 def open_source(data: str, size: int = 64) -> Source:
-    """`"shapes"` for the shapes world, else the path of an image folder."""
-    return ShapesWorld(size) if data == "shapes" else ImageFolder(data, size)
+    """`"shapes"` for the shapes world, `"shapes2"` for its second edition, else the path of an image folder."""
+    if data == "shapes":
+        return ShapesWorld(size)
+    return ShapesWorld2(size) if data == "shapes2" else ImageFolder(data, size)
 
 
 def stream_seed(seed: int, rank: int, k: int) -> int:

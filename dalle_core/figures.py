@@ -65,3 +65,32 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], x_label: str, y
     d.text((W // 2 - 3 * len(x_label), H - 16), x_label, fill="black", font=font)
     d.text((m, 8), y_label, fill="black", font=font)
     return img
+
+
+def bar_chart(rows: dict[str, dict[str, float | None]], x_label: str, bar: int = 7) -> Image.Image:
+    """Horizontal bars in [0, 1]: one group per row name, one bar per series (None is written "n/a")."""
+    names = list(dict.fromkeys(k for row in rows.values() for k in row))
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
+    font = ImageFont.load_default()
+    left, right, top = 8 + 6 * max(len(r) for r in rows), 300, 24
+    group = bar * len(names) + 6
+    img = Image.new("RGB", (left + right + 40, top + group * len(rows) + 30), "white")
+    d = ImageDraw.Draw(img)
+    for j, name in enumerate(names):
+        d.rectangle([left + 110 * j, 6, left + 110 * j + 8, 14], fill=colors[j % len(colors)])
+        d.text((left + 110 * j + 12, 4), name, fill="black", font=font)
+    for i, (row_name, row) in enumerate(rows.items()):
+        y = top + group * i
+        d.text((4, y + group / 2 - 7), row_name, fill="black", font=font)
+        for j, name in enumerate(names):
+            value, y0 = row.get(name), y + bar * j
+            if value is None:
+                d.text((left + 2, y0 - 2), "n/a", fill="gray", font=font)
+            else:
+                d.rectangle([left, y0, left + max(1, round(value * right)), y0 + bar - 2], fill=colors[j % len(colors)])
+    bottom = top + group * len(rows)
+    d.line([(left, top - 2), (left, bottom)], fill="black")
+    for v in (0, 0.5, 1):
+        d.text((left + v * right - 6, bottom + 2), f"{v:g}", fill="black", font=font)
+    d.text((left + right // 2 - 3 * len(x_label), bottom + 14), x_label, fill="black", font=font)
+    return img

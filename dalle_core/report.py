@@ -1,4 +1,5 @@
-"""`dalle eval`: a GenEval-style report on the shapes world (categories of shared/spec/shapes-world.md).
+"""`dalle eval`: a GenEval-style report on the shapes world (categories of shared/spec/shapes-world.md,
+and those that shared/spec/shapes-world-v2.md adds, in `report2`).
 
 Every category is a set of prompts drawn with a fixed seed; each prompt is sampled as
 best-of-1 (one candidate, no reranking) and best-of-N (N candidates reranked by the scorer),
@@ -16,8 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .dalle import Dalle
-from .figures import grid, line_chart
+from .figures import bar_chart, grid, line_chart
 from .judge import judge_image
+from .report2 import CATEGORIES2, CHANCE, case, kept, not_applicable, trial
 from .world import (
     BACKGROUNDS,
     COLORS,
@@ -62,13 +64,13 @@ def _position(rng: random.Random) -> str:
 
 def _color_attr(rng: random.Random) -> str:
     colors = rng.sample(list(COLORS), 2)
-    return _say(*(Group(s, color=c) for c, s in zip(colors, _two_shapes(rng))))
+    return _say(*(Group(s, color=c) for c, s in zip(colors, _two_shapes(rng), strict=True)))
 
 
 def _binding(k: int) -> Callable[[random.Random], str]:
     def make(rng: random.Random) -> str:
         colors, shapes = rng.sample(list(COLORS), k), [rng.choice(SHAPES) for _ in range(k)]
-        return _say(*(Group(s, color=c) for c, s in zip(colors, shapes)))
+        return _say(*(Group(s, color=c) for c, s in zip(colors, shapes, strict=True)))
     return make
 
 
@@ -95,6 +97,7 @@ CATEGORIES: dict[str, Callable[[random.Random], str]] = {
     "background": _background,
 }
 COMPLETION_REGION = (4, 4)  # the bottom-right quarter of an 8x8 grid
+ALL_CATEGORIES = (*CATEGORIES, "completion", *CATEGORIES2)
 
 
 def prompts(category: str, n: int, seed: int = 0) -> list[str]:
@@ -108,16 +111,30 @@ def prompts(category: str, n: int, seed: int = 0) -> list[str]:
 
 def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: int = 0,
              categories: list[str] | None = None, samples_dir: Path | None = None) -> dict:
-    """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean."""
-    categories = categories or [*CATEGORIES, "completion"]
+    """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean.
+
+    A second-edition category also reports its chance level where the spec gives one, the words of its
+    prompts the model never saw in training, or why it does not apply to the model (its numbers then None).
+    """
+    categories = categories or list(ALL_CATEGORIES)
     report: dict = {"per_category": per_category, "candidates": candidates, "seed": seed, "results": {}}
     t0 = time.time()
     for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
-        row = {}
+        row, notes = {}, {}
+        if cat in CATEGORIES2:
+            reason = not_applicable(cat, model.image_size, model.grid)
+            if reason:
+                report["results"][cat] = {"best_of_1": None, f"best_of_{candidates}": None, "not_applicable": reason}
+                continue
+            said = [case(cat, i, seed, model.image_size, model.grid).prompt for i in range(per_category)]
+            notes["unknown_words"] = sorted({w for p in said for w in model.unknown_words(p)})
+            if cat in CHANCE:
+                notes["chance"] = CHANCE[cat]
+        run = trial if cat in CATEGORIES2 else _trial
         for label, cands in (("best_of_1", 1), (f"best_of_{candidates}", candidates)):
             passed, examples = [], []
             for i in range(per_category):
-                ok, image, caption = _trial(model, cat, i, cands, seed)
+                ok, image, caption = run(model, cat, i, cands, seed)
                 passed.append(ok)
                 examples.append((image, f"{'PASS' if ok else 'FAIL'}: {caption}"))
             row[label] = float(np.mean(passed))
@@ -125,7 +142,7 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
                 samples_dir.mkdir(parents=True, exist_ok=True)
                 grid([e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2).save(
                     samples_dir / f"{cat}-{label}.png")
-        report["results"][cat] = row
+        report["results"][cat] = {**row, **notes}
     for label in ("best_of_1", f"best_of_{candidates}"):
         six = [report["results"][c][label] for c in GENEVAL_SIX if c in report["results"]]
         report.setdefault("overall", {})[label] = float(np.mean(six)) if len(six) == 6 else None
@@ -142,27 +159,37 @@ def _trial(model: Dalle, category: str, i: int, candidates: int, seed: int) -> t
     caption = prompts("color_attr", i + 1, seed + 1)[i]
     original = render(scene_for(caption, seed=i))
     image = model.complete(original, caption, region=COMPLETION_REGION, **settings)[0].image
-    y, x = model.rectangle_pixels(COMPLETION_REGION)
-    outside = np.ones(original.shape[:2], bool)
-    outside[y:, x:] = False
-    kept = np.array_equal(image[outside], original[outside])
-    return judge_image(image, caption)[0] and kept, image, caption
+    ok = kept(original, image, *model.rectangle_pixels(COMPLETION_REGION))
+    return judge_image(image, caption)[0] and ok, image, caption
 
 
 def write_report(report: dict, out: Path) -> None:
-    """eval.json, eval.md (a table) and eval.png (accuracy against the number of objects)."""
+    """eval.json, eval.md (a table, then notes on second-edition categories), eval.png (accuracy against the
+    number of objects) and categories.png (accuracy per category)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
-    labels = [k for k in next(iter(report["results"].values()))]
-    lines = ["| category | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-    for cat, row in report["results"].items():
-        lines.append(f"| {cat} | " + " | ".join(f"{row[k]:.2f}" for k in labels) + " |")
+    labels = list(dict.fromkeys(["best_of_1", f"best_of_{report['candidates']}"]))
+    rows = report["results"]
+    columns = labels + (["chance"] if any("chance" in row for row in rows.values()) else [])
+    lines = ["| category | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for cat, row in rows.items():
+        lines.append(f"| {cat} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.2f}" for k in columns) + " |")
     overall = report["overall"]
     lines.append("| **overall (GenEval six)** | " + " | ".join(
-        f"**{overall[k]:.2f}**" if overall.get(k) is not None else "-" for k in labels) + " |")
+        f"**{overall[k]:.2f}**" if overall.get(k) is not None else "-" for k in labels)
+        + " | -" * (len(columns) - len(labels)) + " |")
+    notes = [f"- {cat}: not applicable: {row['not_applicable']}"
+             for cat, row in rows.items() if "not_applicable" in row]
+    notes += [f"- {cat}: its prompts hold words the model never saw in training ({', '.join(row['unknown_words'])})"
+              for cat, row in rows.items() if row.get("unknown_words")]
+    if notes:
+        lines += ["", "Second-edition categories (shapes-world-v2.md); a model that never saw their words or layouts "
+                      "scores about chance on them:", "", *notes]
     (out / "eval.md").write_text(f"{report['per_category']} prompts per category, seed {report['seed']}, "
                                  f"{report['seconds']} s.\n\n" + "\n".join(lines) + "\n")
     _plot(report, labels, out / "eval.png")
+    bar_chart({cat: {label.replace("_", " "): row[label] for label in labels} for cat, row in rows.items()},
+              "accuracy").save(out / "categories.png")
 
 
 def _plot(report: dict, labels: list[str], path: Path) -> None:

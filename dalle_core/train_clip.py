@@ -29,7 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from . import world
 from .checkpoint import save_model
 from .clip import Clip, check_tokenizer
-from .data import VAL_BASE, ShapesWorld, Source, batch_loader, validation_batch
+from .data import VAL_BASE, ShapesWorld, ShapesWorld2, Source, batch_loader, validation_batch
 from .device import autocast
 from .images import stack
 from .text import TextTokenizer
@@ -51,6 +51,7 @@ from .world import (
 )
 
 KINDS = ("color_swap", "relation", "count", "shape", "background", "position")
+KINDS2 = ("direction", "transform", "rule")  # the second edition's kinds (`negatives2`)
 RETRIEVAL_PAIRS = 256  # held-out pairs for the top-1 retrieval metrics
 
 # ----------------------------------------------------------------------------- hard negatives
@@ -59,12 +60,12 @@ Edit = Callable[[Expectation, Scene, random.Random], list[Expectation]]
 _OPPOSITE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 
-def _shuffled(items: list, rng: random.Random) -> list:
+def shuffled(items: list, rng: random.Random) -> list:
     rng.shuffle(items)
     return items
 
 
-def _regroup(e: Expectation, i: int, **changes) -> Expectation:
+def regroup(e: Expectation, i: int, **changes) -> Expectation:
     """`e` with group i changed."""
     groups = list(e.groups)
     groups[i] = replace(groups[i], **changes)
@@ -78,12 +79,12 @@ def _colors_of(g: Group, scene: Scene) -> set[str]:
 
 def _color_swap(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """Two groups with their (stated or actual) colors exchanged; failing that, one group given another color."""
-    swaps = [_regroup(_regroup(e, i, color=cj), j, color=ci)
+    swaps = [regroup(regroup(e, i, color=cj), j, color=ci)
              for i, j in combinations(range(len(e.groups)), 2)
              for ci in sorted(_colors_of(e.groups[i], scene)) for cj in sorted(_colors_of(e.groups[j], scene))
              if ci != cj]
-    recolors = [_regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color]
-    return _shuffled(swaps, rng) + _shuffled(recolors, rng)
+    recolors = [regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color]
+    return shuffled(swaps, rng) + shuffled(recolors, rng)
 
 
 def _relation(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
@@ -94,7 +95,7 @@ def _relation(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectat
     reversed_ = [replace(e, relation=p) for p, d in RELATIONS.items() if d == _OPPOSITE[direction]]
     reversed_ += [replace(e, groups=e.groups[::-1], relation=p) for p, d in RELATIONS.items() if d == direction]
     turned = [replace(e, relation=p) for p, d in RELATIONS.items() if d not in (direction, _OPPOSITE[direction])]
-    return _shuffled(reversed_, rng) + _shuffled(turned, rng)
+    return shuffled(reversed_, rng) + shuffled(turned, rng)
 
 
 def _article(old: str, n: int, rng: random.Random) -> str:
@@ -116,26 +117,26 @@ def _count(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation
             if g.count + delta == 0:
                 groups = e.groups[:i] + e.groups[i + 1:]
             else:
-                groups = _regroup(e, i, count=g.count + delta, article=_article(g.article, g.count + delta, rng),
+                groups = regroup(e, i, count=g.count + delta, article=_article(g.article, g.count + delta, rng),
                                   where=None).groups
             out.append(replace(e, groups=groups, relation=None))
-    return _shuffled(out, rng)
+    return shuffled(out, rng)
 
 
 def _shape(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """One group's shape replaced by another."""
-    return _shuffled([_regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape], rng)
+    return shuffled([regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape], rng)
 
 
 def _background(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """Another background stated (whether or not the caption stated one)."""
-    return _shuffled([replace(e, background=b) for b in BACKGROUNDS if b != scene.background], rng)
+    return shuffled([replace(e, background=b) for b in BACKGROUNDS if b != scene.background], rng)
 
 
 def _position(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """A lone object's stated position moved to another cell of the grid of thirds."""
     g = e.groups[0]
-    return _shuffled([_regroup(e, 0, where=w) for w in WHERE if w != g.where], rng) if g.where else []
+    return shuffled([regroup(e, 0, where=w) for w in WHERE if w != g.where], rng) if g.where else []
 
 
 EDITS: dict[str, Edit] = {"color_swap": _color_swap, "relation": _relation, "count": _count, "shape": _shape,
@@ -156,35 +157,42 @@ def hard_negatives(caption: str, scene: Scene, rng: random.Random) -> dict[str, 
     `world.check`, so none is accidentally true (swapping two red objects' colors, say).
     """
     e = _with_size_words(parse_caption(caption), caption)
+    return {kind: caption_of(c) for kind, c in false_edits(e, scene, rng, EDITS).items()}
+
+
+def false_edits(e: Expectation, scene: Scene, rng: random.Random, edits: dict[str, Edit]) -> dict[str, Expectation]:
+    """For each kind of edit, the first of its candidates (in the edit's shuffled order) whose caption is false
+    for `scene` by `world.check`; kinds with none are absent."""
     out = {}
-    for kind, edit in EDITS.items():
+    for kind, edit in edits.items():
         for candidate in edit(e, scene, rng):
-            text = caption_of(candidate)
-            if not check(scene, parse_caption(text))[0]:
-                out[kind] = text
+            if not check(scene, parse_caption(caption_of(candidate)))[0]:
+                out[kind] = candidate
                 break
     return out
 
 
 # ----------------------------------------------------------------------------- negative images
 
-def _with(scene: Scene, changes: dict[int, world.Obj]) -> Scene:
+def with_objects(scene: Scene, changes: dict[int, world.Obj]) -> Scene:
     """`scene` with the objects at some indices replaced."""
     return replace(scene, objects=tuple(changes.get(k, o) for k, o in enumerate(scene.objects)))
 
 
-def _scene_edits(scene: Scene) -> dict[str, list[Scene]]:
+def scene_edits(scene: Scene) -> dict[str, list[Scene]]:
     """Scenes that differ from `scene` in one way, by kind (no box moves or changes size, so all are valid)."""
     objs = scene.objects
     pairs = [(i, j, objs[i], objs[j]) for i, j in combinations(range(len(objs)), 2)]
     return {
-        "color_swap": [_with(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
+        "color_swap": [with_objects(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
                        for i, j, a, b in pairs if a.color != b.color],
-        "object_swap": [_with(scene, {i: replace(a, shape=b.shape, color=b.color), j: replace(b, shape=a.shape, color=a.color)})
+        "object_swap": [with_objects(scene, {i: replace(a, shape=b.shape, color=b.color),
+                                      j: replace(b, shape=a.shape, color=a.color)})
                         for i, j, a, b in pairs if (a.shape, a.color) != (b.shape, b.color)],
-        "mirror": [_with(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
-                   _with(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
-        "shape": [_with(scene, {i: replace(o, shape=s)}) for i, o in enumerate(objs) for s in SHAPES if s != o.shape],
+        "mirror": [with_objects(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
+                   with_objects(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
+        "shape": [with_objects(scene, {i: replace(o, shape=s)})
+                  for i, o in enumerate(objs) for s in SHAPES if s != o.shape],
     }
 
 
@@ -197,10 +205,14 @@ def negative_scenes(caption: str, scene: Scene, rng: random.Random) -> dict[str,
     caption and its swap get the same score and the text encoder has nothing to learn from (and
     the other way round). An image that differs only in binding breaks that tie on the image side.
     """
-    e = parse_caption(caption)
+    return false_scenes(parse_caption(caption), scene_edits(scene), rng)
+
+
+def false_scenes(e: Expectation, candidates: dict[str, list[Scene]], rng: random.Random) -> dict[str, Scene]:
+    """For each kind, a candidate scene (in a shuffled order) for which `e` is false; kinds with none are absent."""
     out = {}
-    for kind, candidates in _scene_edits(scene).items():
-        found = next((c for c in _shuffled(candidates, rng) if not check(c, e)[0]), None)
+    for kind, scenes in candidates.items():
+        found = next((c for c in shuffled(scenes, rng) if not check(c, e)[0]), None)
         if found is not None:
             out[kind] = found
     return out
@@ -259,7 +271,7 @@ def with_negatives(images: torch.Tensor, captions: list[str], scenes: list[Scene
     of distinct kinds drawn at random: (all images, all captions, image owners, text owners)."""
     size = images.shape[-1]
     negative_texts, negative_images, text_owner, image_owner = [], [], [], []
-    for i, (caption, scene) in enumerate(zip(captions, scenes)):
+    for i, (caption, scene) in enumerate(zip(captions, scenes, strict=True)):
         options = list(hard_negatives(caption, scene, rng).values())
         chosen = rng.sample(options, min(texts, len(options)))
         negative_texts += chosen
@@ -310,12 +322,19 @@ class ValidationSet:
 
 
 def validation_set(source: Source, n: int) -> ValidationSet:
-    """The first n held-out pairs; for the shapes world also the hard negatives of their scenes."""
+    """The first n held-out pairs; for the shapes world (either edition) also the hard negatives of their scenes."""
     if isinstance(source, ShapesWorld):
         samples = [world.sample(VAL_BASE + i, source.size) for i in range(n)]
         images = stack([s.image for s in samples])
         negatives = [hard_negatives(s.caption, s.scene, random.Random(i)) for i, s in enumerate(samples)]
         return ValidationSet(images, [s.caption for s in samples], negatives)
+    if isinstance(source, ShapesWorld2):
+        from .negatives2 import negative_captions  # negatives2 builds on this module
+        from .world2 import sample2
+
+        draws = [sample2(VAL_BASE + i, source.size) for i in range(n)]
+        negatives = [negative_captions(s, random.Random(i)) for i, s in enumerate(draws)]
+        return ValidationSet(stack([s.image for s in draws]), [s.caption for s in draws], negatives)
     images, captions = validation_batch(source, n)
     return ValidationSet(images, captions, [{} for _ in captions])
 
@@ -341,10 +360,10 @@ def clip_metrics(model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16
     caption, negative = text[:len(texts)], text[len(texts):]
     true = (image * caption).sum(-1)
     metrics = {}
-    for kind in KINDS:
+    for kind in (*KINDS, *KINDS2):
         rows = [(j, i) for j, (i, k, _) in enumerate(negs) if k == kind]
         if rows:
-            j, i = map(list, zip(*rows))
+            j, i = map(list, zip(*rows, strict=True))
             metrics[f"neg_{kind}"] = (true[i] > (image[i] * negative[j]).sum(-1)).float().mean().item()
     n = min(RETRIEVAL_PAIRS, len(texts))
     sims = image[:n] @ caption[:n].T
@@ -368,17 +387,24 @@ class ClipTask:
 
     def batches(self, start: int, rank: int = 0) -> Iterator[ClipBatch]:
         none = torch.zeros(0, dtype=torch.long)
-        if not isinstance(self.source, ShapesWorld):
+        if not isinstance(self.source, (ShapesWorld, ShapesWorld2)):
             for images, captions in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
                                                  workers=self.args.workers):
                 yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(captions, warn=False), none, none))
             return
-        r = self.recipe
+        from .negatives2 import with_negatives2, world2_batch  # negatives2 builds on this module
+
+        r, size = self.recipe, self.source.size
         for k in count(start):
-            images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, self.source.size)
             rng = random.Random(f"{self.args.seed}/{rank}/{k}/negatives")
-            images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
-                                                                    r.negative_images, rng)
+            if isinstance(self.source, ShapesWorld):
+                images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, size)
+                images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
+                                                                        r.negative_images, rng)
+            else:
+                images, _, draws = world2_batch(self.args.batch_size, self.args.seed, rank, k, size)
+                images, texts, image_owner, text_owner = with_negatives2(images, draws, r.negatives,
+                                                                         r.negative_images, rng)
             yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(texts, warn=False),
                                             torch.tensor(image_owner, dtype=torch.long),
                                             torch.tensor(text_owner, dtype=torch.long)))

@@ -5,6 +5,10 @@ world's grammar. One caption parser (`parse_caption`) turns any caption into an
 `Expectation`; the sampler draws scenes from expectations and the evaluator
 judges images against them, so the two cannot disagree about what a caption means.
 All geometry is in fractions of the canvas side W, with y growing downwards.
+
+The second edition (``shared/spec/shapes-world-v2.md``) adds triangles that point down, left
+or right ("a red triangle pointing left") and the held-out color-shape pairs; its layouts of
+panels are in `layouts`, its paraphrases in `phrasing`, its training stream in `world2`.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128)}
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+DIRECTIONS = ("up", "down", "left", "right")  # where a triangle's apex points (v2; "up" unless stated)
+HELD_OUT = frozenset({("purple", "cross"), ("orange", "triangle"), ("cyan", "square")})  # v2: never in training
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds", "cross": "crosses"}
 SIZE_RANGES = {"small": (0.16, 0.22), "large": (0.31, 0.40)}
 SIZE_SPLIT = 0.27  # a parsed box side below this fraction of W is small
@@ -54,20 +60,35 @@ class CaptionError(ValueError):
     """A caption that is not in the world's grammar."""
 
 
+_AWAY_FROM_APEX = {"up": (0.0, 1.0), "down": (0.0, -1.0), "left": (1.0, 0.0), "right": (-1.0, 0.0)}
+
+
+def centroid_offset(shape: str, direction: str, s: float) -> tuple[float, float]:
+    """Where the mean of a shape's pixels lies from its box centre: s/6 from it, away from a triangle's apex."""
+    if shape != "triangle":
+        return 0.0, 0.0
+    x, y = _AWAY_FROM_APEX[direction]
+    return x * s / 6, y * s / 6
+
+
 @dataclass(frozen=True)
 class Obj:
-    """One object: its box of side `s` is centred at (`cx`, `cy`), all in fractions of W."""
+    """One object: its box of side `s` is centred at (`cx`, `cy`), all in fractions of W (or of a panel's unit)."""
     shape: str
     color: str
     size: str
     cx: float
     cy: float
     s: float
+    direction: str = "up"  # a triangle's; other shapes keep "up"
 
     @property
     def centre(self) -> tuple[float, float]:
-        """The mean of the shape's pixels (a triangle's lies s/6 below its box centre)."""
-        return (self.cx, self.cy + self.s / 6) if self.shape == "triangle" else (self.cx, self.cy)
+        """The mean of the shape's pixels (an upward triangle's lies s/6 below its box centre)."""
+        if self.shape != "triangle":
+            return self.cx, self.cy
+        ox, oy = centroid_offset(self.shape, self.direction, self.s)
+        return self.cx + ox, self.cy + oy
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class Group:
     size: str | None = None
     where: str | None = None  # a key of WHERE, only for a lone object
     article: str = "a"  # how a count of one is said: "a"/"an" or "one"
+    direction: str | None = None  # a lone triangle's stated direction (v2); None means up
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,8 @@ def caption_of(e: Expectation) -> str:
             head = "one" if g.article == "one" else ("an" if words[0][0] in "aeiou" else "a")
         else:
             head = g.article if g.article in NUMBER_WORDS and NUMBER_WORDS[g.article] == g.count else str(g.count)
+        if g.direction and g.count == 1:
+            words += ["pointing", g.direction]
         text = " ".join([head, *words])
         return f"{text} {g.where}" if g.where else text
 
@@ -154,7 +178,15 @@ def _parse_group(words: list[str], i: int, *, plural_ok: bool) -> tuple[Group, i
     if words[i] not in nouns:
         raise CaptionError(f"expected a {'plural ' if plural else ''}shape, got {words[i]!r}")
     article = "a" if head == "an" else head
-    return Group(nouns[words[i]], count, color, size, article=article), i + 1
+    shape, i = nouns[words[i]], i + 1
+    direction = None
+    if i < len(words) and words[i] == "pointing":
+        if shape != "triangle" or count != 1:
+            raise CaptionError("only a lone triangle can be said to point somewhere")
+        if i + 1 >= len(words) or words[i + 1] not in DIRECTIONS:
+            raise CaptionError(f"expected one of {', '.join(DIRECTIONS)} after 'pointing'")
+        direction, i = words[i + 1], i + 2
+    return Group(shape, count, color, size, article=article, direction=direction), i
 
 
 def _match_phrase(words: list[str], i: int, phrases) -> str | None:
@@ -235,6 +267,8 @@ def _fits(g: Group, o: Obj) -> str | None:
         return f"the {o.shape} is {o.color}, not {g.color}"
     if g.size and o.size != g.size:
         return f"the {o.shape} is {o.size}, not {g.size}"
+    if o.shape == "triangle" and o.direction != (g.direction or "up"):
+        return f"the {o.color} triangle points {o.direction}, not {g.direction or 'up'}"
     if g.where and cell_of(*o.centre) != WHERE[g.where]:
         return f"the {o.shape} is not {g.where}"
     return None
@@ -250,10 +284,11 @@ def check(scene: Scene, e: Expectation, *, drawing: bool = False) -> tuple[bool,
     slots = [g for g in e.groups for _ in range(g.count)]
     best = None
     for perm in permutations(range(len(objs))):
-        reasons = [r for g, k in zip(slots, perm) if (r := _fits(g, objs[k]))]
-        if not reasons and e.relation and not relation_holds(objs[perm[0]], objs[perm[1]], e.relation, drawing=drawing):
+        reasons = [r for g, k in zip(slots, perm, strict=True) if (r := _fits(g, objs[k]))]
+        if not reasons and e.relation:
             a, b = objs[perm[0]], objs[perm[1]]
-            reasons = [f"the {a.color} {a.shape} is not {e.relation} the {b.color} {b.shape}"]
+            if not relation_holds(a, b, e.relation, drawing=drawing):
+                reasons = [f"the {a.color} {a.shape} is not {e.relation} the {b.color} {b.shape}"]
         if not reasons:
             return True, "ok"
         if best is None or len(reasons) < len(best):
@@ -266,7 +301,10 @@ def check(scene: Scene, e: Expectation, *, drawing: bool = False) -> tuple[bool,
 def sample_expectation(rng: random.Random) -> Expectation:
     """Draw a random caption structure; omitted attributes stay None."""
     def group(count: int = 1, p_color: float = 0.75, p_size: float = 0.35) -> Group:
-        article = ("one" if rng.random() < 0.1 else "a") if count == 1 else rng.choice([k for k, v in NUMBER_WORDS.items() if v == count])
+        if count == 1:
+            article = "one" if rng.random() < 0.1 else "a"
+        else:
+            article = rng.choice([k for k, v in NUMBER_WORDS.items() if v == count])
         return Group(rng.choice(SHAPES), count,
                      rng.choice(list(COLORS)) if rng.random() < p_color else None,
                      rng.choice(["small", "large"]) if rng.random() < p_size else None, article=article)
@@ -292,12 +330,16 @@ def sample_expectation(rng: random.Random) -> Expectation:
     return Expectation(groups, relation, background)
 
 
-def _say(e: Expectation, rng: random.Random) -> str:
-    """The caption, with synonyms chosen at random for sizes and numbers."""
+def say_sizes(e: Expectation, rng: random.Random) -> Expectation:
+    """`e` with each stated size said by a synonym chosen at random ("big", "tiny", ...)."""
     def word(size: str | None) -> str | None:
         return size and rng.choice([w for w, s in SIZE_WORDS.items() if s == size])
-    groups = tuple(replace(g, size=word(g.size)) for g in e.groups)
-    return caption_of(replace(e, groups=groups))
+    return replace(e, groups=tuple(replace(g, size=word(g.size)) for g in e.groups))
+
+
+def _say(e: Expectation, rng: random.Random) -> str:
+    """The caption, with synonyms chosen at random for sizes."""
+    return caption_of(say_sizes(e, rng))
 
 
 def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -> Scene | None:
@@ -311,26 +353,28 @@ def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -
             size = g.size or rng.choice(["small", "large"])
             s = rng.uniform(*SIZE_RANGES[size])
             lo, hi = s / 2 + margin, 1 - s / 2 - margin
-            dy = s / 6 if g.shape == "triangle" else 0.0  # centre offset below the box centre
+            direction = g.direction or "up"
+            dx, dy = centroid_offset(g.shape, direction, s)  # the pixels' centre from the box centre
             if g.where:
                 col, row = WHERE[g.where]
-                x0, x1 = max(lo, col / 3 + WHERE_MARGIN), min(hi, (col + 1) / 3 - WHERE_MARGIN)
+                x0, x1 = max(lo, col / 3 + WHERE_MARGIN - dx), min(hi, (col + 1) / 3 - WHERE_MARGIN - dx)
                 y0, y1 = max(lo, row / 3 + WHERE_MARGIN - dy), min(hi, (row + 1) / 3 - WHERE_MARGIN - dy)
                 if x0 > x1 or y0 > y1:
                     break
                 cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
             elif objs and e.relation:
                 a = objs[0]
-                direction = RELATIONS[e.relation]
-                sign = 1 if direction in ("left", "above") else -1
+                side = RELATIONS[e.relation]
+                sign = 1 if side in ("left", "above") else -1
                 main = sign * rng.uniform(DRAW_REL_MIN, 0.8)
                 other = rng.uniform(-0.5, 0.5) * abs(main)
                 ax, ay = a.centre
-                cx, cy = (ax + main, ay + other - dy) if direction in ("left", "right") else (ax + other, ay + main - dy)
+                x, y = (ax + main, ay + other) if side in ("left", "right") else (ax + other, ay + main)
+                cx, cy = x - dx, y - dy
             else:
                 cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
-            o = Obj(g.shape, g.color or rng.choice(list(COLORS)), size, cx, cy, s)
-            if not (lo <= cx <= hi and lo <= cy <= hi) or any(_touch(o, p) for p in objs):
+            o = Obj(g.shape, g.color or rng.choice(list(COLORS)), size, cx, cy, s, direction)
+            if not (lo <= cx <= hi and lo <= cy <= hi) or any(boxes_touch(o, p) for p in objs):
                 break
             objs.append(o)
         else:
@@ -343,8 +387,9 @@ def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -
     return None
 
 
-def _touch(a: Obj, b: Obj) -> bool:
-    gap = GAP + (a.s + b.s) / 2
+def boxes_touch(a: Obj, b: Obj, gap: float = GAP) -> bool:
+    """Whether two boxes are closer than `gap` on both axes."""
+    gap = gap + (a.s + b.s) / 2
     return abs(a.cx - b.cx) < gap and abs(a.cy - b.cy) < gap
 
 
@@ -371,15 +416,22 @@ def scene_for(caption: str, seed: int = 0, W: int = 64) -> Scene:
 # ----------------------------------------------------------------------------- rendering
 
 SUPERSAMPLE = 4
+_ANGLES = np.linspace(0, 2 * np.pi, 64, endpoint=False)  # a circle is drawn as the 64-gon at these angles
+_COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 
 
-def shape_polygons(shape: str, cx: float, cy: float, s: float) -> list[list[tuple[float, float]]]:
-    """The shape as polygons in the same units as its centre and side (a circle as a 64-gon)."""
+def shape_polygons(shape: str, cx: float, cy: float, s: float, direction: str = "up"
+                   ) -> list[list[tuple[float, float]]]:
+    """The shape as polygons in the same units as its centre and side (a circle as a 64-gon);
+    a triangle's apex is at the middle of the box side that `direction` names, its base on the opposite one."""
     h = s / 2
     if shape == "square":
         return [[(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]]
     if shape == "triangle":
-        return [[(cx - h, cy + h), (cx + h, cy + h), (cx, cy - h)]]
+        return [{"up": [(cx - h, cy + h), (cx + h, cy + h), (cx, cy - h)],
+                 "down": [(cx - h, cy - h), (cx + h, cy - h), (cx, cy + h)],
+                 "left": [(cx + h, cy - h), (cx + h, cy + h), (cx - h, cy)],
+                 "right": [(cx - h, cy - h), (cx - h, cy + h), (cx + h, cy)]}[direction]]
     if shape == "diamond":
         return [[(cx, cy - h), (cx + h, cy), (cx, cy + h), (cx - h, cy)]]
     if shape == "cross":
@@ -387,8 +439,7 @@ def shape_polygons(shape: str, cx: float, cy: float, s: float) -> list[list[tupl
         return [[(cx - h, cy - t), (cx + h, cy - t), (cx + h, cy + t), (cx - h, cy + t)],
                 [(cx - t, cy - h), (cx + t, cy - h), (cx + t, cy + h), (cx - t, cy + h)]]
     if shape == "circle":
-        a = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-        return [list(zip(cx + h * np.cos(a), cy + h * np.sin(a)))]
+        return [list(zip((cx + h * _COS).tolist(), (cy + h * _SIN).tolist(), strict=True))]
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -398,17 +449,17 @@ def render(scene: Scene, W: int = 64) -> np.ndarray:
     img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
-        for poly in shape_polygons(o.shape, o.cx * big, o.cy * big, o.s * big):
+        for poly in shape_polygons(o.shape, o.cx * big, o.cy * big, o.s * big, o.direction):
             draw.polygon(poly, fill=COLORS[o.color])
     return np.asarray(img.reduce(SUPERSAMPLE))  # the mean of each SUPERSAMPLE x SUPERSAMPLE block
 
 
-def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of one shape on a W x W canvas (geometry in pixels)."""
-    big = W * SUPERSAMPLE
-    img = Image.new("L", (big, big), 0)
+def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int, H: int | None = None,
+                   direction: str = "up") -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of one shape on an H x W canvas (H = W unless given; geometry in pixels)."""
+    img = Image.new("L", (W * SUPERSAMPLE, (H or W) * SUPERSAMPLE), 0)
     draw = ImageDraw.Draw(img)
-    for poly in shape_polygons(shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, s * SUPERSAMPLE):
+    for poly in shape_polygons(shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, s * SUPERSAMPLE, direction):
         draw.polygon(poly, fill=255)
     return np.asarray(img.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
 
