@@ -71,6 +71,10 @@ class ShapesWorld2:
     def __post_init__(self) -> None:
         world2.check_stream_side(self.size)
 
+    @property
+    def key(self) -> str:
+        return f"shapes world v2, {self.size} px"
+
     def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
         s = world2.sample2(rng.randrange(VAL_BASE), self.size)
         return s.image, s.caption
