@@ -165,3 +165,18 @@ def test_model_card_summary(tmp_path: Path):
     summary = model_card_summary(card, DEFAULT_CHECKPOINT)
     assert "accuracy: 0.5" in summary and "Intro" not in summary and "Long" not in summary
     assert "this app runs" in model_card_summary(card, tmp_path)  # another checkpoint: said so
+
+
+def test_crop_box_frames_the_square_the_model_keeps():
+    from demo.media import crop_box, outline_region
+
+    square = outline_region(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), (32, 32))
+    wide = np.zeros((180, 300, 4), np.uint8)
+    wide[..., 1], wide[..., 3] = 200, 255
+    wide[:, :60, 0] = 220  # the part cut off on the left is yellow-green, the rest green
+    framed = np.asarray(crop_box(wide, square))
+    assert framed.shape == (256, 320, 3)  # the square at its size, 32 px of each cut-off side
+    assert (framed[:, 32:288] == np.asarray(square)).all()  # the model's pixels, untouched
+    assert 100 < framed[128, 10, 0] < 220 and framed[128, 300, 0] < 100  # dimmed, and from the right place
+    assert (framed[128, 30] == 0).all() and (framed[128, 31] == 255).all()  # a black and white frame
+    assert crop_box(np.zeros((4096, 1, 3), np.uint8), square).size == (256, 320)  # only what is shown is resampled
