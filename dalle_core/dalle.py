@@ -19,13 +19,37 @@ from .checkpoint import CheckpointError, load_model
 from .clip import Clip, load_clip
 from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
+from .judge import parse
 from .sampling import SamplingParams, check_region, stream
 from .settings import DEFAULT_CHECKPOINT, Settings
 from .text import TextTokenizer
 from .transformer import load_transformer
 from .vae import DiscreteVAE, VAEConfig
+from .world import (
+    BACKGROUNDS,
+    COLORS,
+    NUMBER_WORDS,
+    PLURALS,
+    RELATIONS,
+    SHAPES,
+    SIZE_WORDS,
+    WHERE,
+    CaptionError,
+    check,
+    parse_caption,
+)
 
 PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
+_GLUE = {"to", "the", "of", "in", "on", "at"}
+# how `Dalle.vocabulary` groups the shapes world's words for people, in the order they are listed
+VOCABULARY_GROUPS = {
+    "colours": list(COLORS),
+    "shapes": [w for s in SHAPES for w in (s, PLURALS[s])],
+    "sizes": list(SIZE_WORDS),
+    "counts": ["a", "an", "one", *NUMBER_WORDS],
+    "positions": list(dict.fromkeys(w for p in (*RELATIONS, *WHERE) for w in p.split() if w not in _GLUE)),
+    "backgrounds": list(BACKGROUNDS),
+}
 
 
 @dataclass
@@ -96,12 +120,31 @@ class Dalle:
         if unknown:
             notes.append("words the model never saw in training: " + ", ".join(unknown[:20]))
         if truncated:
-            notes.append(f"the prompt was cut to its first {self.tokenizer.length - 2} tokens")
+            notes.append(f"the prompt was cut to its first {self.tokenizer.length - 2} tokens: the model reads "
+                         f"only \"{self.tokenizer.decode(ids)}\"")
         return ids, notes
 
     def unknown_words(self, prompt: str) -> list[str]:
         """Words of the prompt that never occurred in the training captions."""
         return self.tokenizer.unknown_words(prompt)
+
+    def kept_prompt(self, prompt: str) -> str | None:
+        """What the model reads of a prompt too long for it: the text of its first `tokenizer.length - 2`
+        tokens, as the tokenizer normalises it (lower case, single spaces), which may end inside a word;
+        None when the whole prompt fits."""
+        ids, truncated = self.tokenizer.encode(prompt)
+        return self.tokenizer.decode(ids) if truncated else None
+
+    @property
+    def vocabulary(self) -> dict[str, list[str]]:
+        """The words of the training captions, the only ones that have an effect, grouped for people: the
+        shapes world's colours, shapes, sizes, counts, positions and backgrounds (`VOCABULARY_GROUPS`), then
+        any "other" words (sorted); groups with no word the model knows are left out."""
+        known = self.tokenizer.words
+        groups = {name: [w for w in words if w in known] for name, words in VOCABULARY_GROUPS.items()}
+        grouped = {w for words in groups.values() for w in words}
+        groups["other"] = sorted(w for w in known if w not in grouped and w.isalnum())
+        return {name: words for name, words in groups.items() if words}
 
     # ------------------------------------------------------------------ generation
 
@@ -121,7 +164,8 @@ class Dalle:
 
     def complete(self, image, prompt: str, region: tuple[int, int] | None = None,
                  mask: np.ndarray | None = None, **settings) -> list[Result]:
-        """Redraw the bottom-right token rectangle of `image` (given as (row, col) or a painted mask) to fit the prompt."""
+        """Redraw the bottom-right token rectangle of `image` (given as (row, col) or a painted mask) to fit
+        the prompt."""
         return _last(self._complete(image, prompt, region, mask, settings, previews=False)).results
 
     def complete_stream(self, image, prompt: str, region: tuple[int, int] | None = None,
@@ -193,6 +237,18 @@ class Dalle:
 
     # ------------------------------------------------------------------ scoring
 
+    def judge(self, image: np.ndarray, prompt: str) -> tuple[bool, str] | None:
+        """Whether a uint8 (S, S, 3) image shows what the prompt says, read off its pixels by the shapes
+        world's judge (`dalle_core.judge`): (True, "ok") or (False, why not). None when the prompt is not a
+        caption of the world's grammar (`world.parse_caption`), the only kind the judge can check.
+
+        Unlike `score`, which only ranks candidates for one prompt, this is a plain pass or fail."""
+        try:
+            expectation = parse_caption(prompt)
+        except CaptionError:
+            return None
+        return check(parse(image), expectation)
+
     def score(self, images: list[np.ndarray], prompt: str) -> list[float]:
         """The scorer's similarity of each uint8 image to the prompt (higher is better)."""
         ids, _ = self.check_prompt(prompt)
@@ -238,8 +294,8 @@ class Dalle:
 
 def _last(progress: Iterator[Progress]) -> Progress:
     last = None
-    for last in progress:
-        pass
+    for update in progress:
+        last = update
     return last
 
 

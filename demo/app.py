@@ -25,6 +25,7 @@ from .media import (
     MAX_IMAGE_PIXELS,
     PngFolder,
     center_square,
+    crop_box,
     enlarge,
     native_pixels,
     outline_region,
@@ -43,9 +44,54 @@ EXAMPLE_SCENES = Path(__file__).resolve().parent.parent / "assets" / "examples" 
 MODEL_CARD = DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md"
 PAINTED, SLIDERS = "painted mask", "sliders"
 SEED = 6  # the seed box's place in `sampling_controls()`: the handlers show the seed they used there
+EDITOR_HEIGHT = DISPLAY_SIZE + 62  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
+
+
+def scroll_to(elem_id: str, block: str) -> str:
+    """Browser code for an event that scrolls the element into view (`block` as in `scrollIntoView`)."""
+    return (f"() => {{ document.getElementById({elem_id!r})?.scrollIntoView({{block: {block!r}, behavior: 'smooth'}});"
+            " return []; }")
+
+
+# on Complete, bring the status line and the completions into view (on a phone they are further down); with an
+# image sent to the editor or an example scene picked, the editor, its prompt and Complete (on one screen)
+SHOW_EDIT_RESULTS, SHOW_EDITOR = scroll_to("edit-results", "nearest"), scroll_to("edit-intro", "start")
 BRUSH_COLOR = "#ff00c8"
-# Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on.
-CSS = ".crisp img, .crisp canvas { image-rendering: pixelated; }"
+GENERATE, COMPLETE = "Generate", "Complete"
+GENERATING, COMPLETING = "Generating…", "Completing…"
+# Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on. The model's 64 px images
+# are shown at whole multiples of their size (--tile is a result's side plus its 1 px border), in as many
+# columns as the width holds; the streamed previews of all candidates at half that, without captions.
+CSS = """
+.crisp img, .crisp canvas { image-rendering: pixelated; }
+.results { --tile: 258px; }
+.results .grid-wrap { min-height: 0 !important; max-height: none !important; }
+.results .grid-container { padding-top: 30px; }  /* below the gallery's label */
+.results .grid-container { grid-template-columns: repeat(auto-fill, var(--tile)) !important;
+  grid-template-rows: none !important; grid-auto-rows: var(--tile) !important; justify-content: start; }
+.results .grid-container:has(img[alt^="candidate"]) { --tile: 130px; }
+.results .grid-container:has(img[alt^="candidate"]) .caption-label { display: none; }
+.results .caption-label { max-width: calc(100% - 8px); }
+@media (max-width: 600px) {
+  .results { --tile: 130px; }
+  .results .grid-container:has(img[alt^="candidate"]) { --tile: 66px; }
+}
+/* the enlarged view of one result: opaque, over a hidden grid, at 4x (8x where there is room) */
+.results .gallery-container:has(> .preview) { min-height: 400px; }
+.results .gallery-container:has(> .preview) > .grid-wrap { visibility: hidden; }
+.results .preview { backdrop-filter: none; }
+.results .preview::before { opacity: 1; }
+.results .media-button img { width: 256px; height: 256px; margin: auto; }
+@media (min-width: 900px) and (min-height: 800px) {
+  .results .gallery-container:has(> .preview) { min-height: 660px; }
+  .results .media-button img { width: 512px; height: 512px; }
+}
+#region-preview .image-container { padding-top: 30px; }  /* below its label */
+#region-preview img { width: auto; height: auto; max-width: 100%; object-fit: none; margin: auto; }
+#example-scenes table { width: 100%; table-layout: fixed; }  /* on a phone too: headers and captions wrap */
+#example-scenes th, #example-scenes th * { white-space: normal !important; }
+.note { font-size: var(--text-sm); }
+"""
 
 ABOUT = """
 **How it works.** Three small networks, trained from scratch on a world of flat coloured shapes:
@@ -77,6 +123,7 @@ def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
         raise ValueError(f"max_candidates must be between 1 and {MAX_CANDIDATES}, got {max_candidates}")
     h = Handlers(model)
     model_lock = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time from the UI
+    quiet = {"show_progress": "hidden"}  # no progress overlays: a status line says what is going on
     with gr.Blocks(title="Laptop DALL·E", analytics_enabled=False) as demo:
         gr.Markdown(f"# Laptop DALL·E\nA small text-to-image model that runs on a laptop CPU: it draws "
                     f"{model.image_size}x{model.image_size} px scenes of flat shapes from a description, "
@@ -85,37 +132,38 @@ def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
             with gr.Tab("Generate", id="generate"):
                 prompt = gr.Textbox(label="Prompt", placeholder="a yellow triangle above a green diamond",
                                     max_lines=2, elem_id="prompt")
-                prompt_words = gr.Markdown()
+                prompt_note = gr.Markdown(elem_id="prompt-note", elem_classes=["note"])
                 gr.Examples(EXAMPLE_PROMPTS, inputs=prompt, label="Example prompts")
                 gen_settings = sampling_controls(max_candidates)
-                generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                generate_button = gr.Button(GENERATE, variant="primary", elem_id="generate")
+                gen_status = gr.Markdown(elem_id="gen-status")
                 gallery = result_gallery("Results, best first", "gallery")
                 results = gr.State([])  # the gallery's images at the model's size (uint8 arrays), best first
                 selected = gr.State(None)  # the index of the gallery image the user clicked last
-                gen_status = gr.Markdown(elem_id="gen-status")
                 to_editor = gr.Button("Edit the selected image (the best if none is selected)",
                                       elem_id="to-editor")
             with gr.Tab("Edit", id="edit"):
-                gr.Markdown("Upload or drop any image (or send one from the Generate tab), **paint over the "
-                            "lower-right area** to redraw, describe the whole picture, and press Complete.")
-                with gr.Row():
-                    with gr.Column():
+                gr.Markdown("**Paint over the lower-right part** of an image to redraw it, describe the whole "
+                            "picture, and press Complete.", elem_id="edit-intro")
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=300):
                         editor = explain_unreadable_uploads(gr.ImageEditor(
                             type="numpy", image_mode="RGBA", format="png", label="Image: paint what to redraw",
                             sources=("upload", "clipboard"), transforms=(), layers=False,
-                            canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE), elem_id="editor",
+                            canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE), height=EDITOR_HEIGHT, elem_id="editor",
                             brush=gr.Brush(default_size="auto", colors=[(BRUSH_COLOR, 0.6)], color_mode="fixed"),
                             elem_classes=["crisp"]))
-                        image_status = gr.Markdown(elem_id="image-status")
+                        image_status = gr.Markdown(elem_id="image-status", elem_classes=["note"])
+                    with gr.Column(min_width=300):
                         edit_prompt = gr.Textbox(label="Prompt for the whole image", max_lines=2,
-                                                 elem_id="edit-prompt", render=False)  # shown further down
-                        scenes = example_scenes()
-                        if scenes:
-                            gr.Examples(scenes, inputs=[editor, edit_prompt], label="Example scenes")
-                    with gr.Column():
+                                                 elem_id="edit-prompt")
+                        edit_note = gr.Markdown(elem_id="edit-prompt-note", elem_classes=["note"])
+                        complete_button = gr.Button(COMPLETE, variant="primary", elem_id="complete")
+                    with gr.Column(min_width=300):
                         region_preview = gr.Image(label="Region to redraw", interactive=False, format="png",
                                                   elem_id="region-preview", elem_classes=["crisp"],
-                                                  height=DISPLAY_SIZE + 40)
+                                                  buttons=[])
+                        edit_status = gr.Markdown(elem_id="edit-status", elem_classes=["note"])
                         mode = gr.Radio([PAINTED, SLIDERS], value=PAINTED, label="Region from", elem_id="mode")
                         with gr.Row():
                             last = model.grid - 1
@@ -123,55 +171,76 @@ def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
                                             elem_id="row")
                             col = gr.Slider(0, last, value=model.grid // 2, step=1, label="Start column",
                                             elem_id="col")
-                        edit_status = gr.Markdown(elem_id="edit-status")
-                edit_prompt.render()
-                edit_words = gr.Markdown()
-                edit_settings = sampling_controls(max_candidates)
-                complete_button = gr.Button("Complete", variant="primary", elem_id="complete")
-                edit_gallery = result_gallery("Completions, best first", "edit-gallery")
+                with gr.Column(elem_id="edit-results"):
+                    complete_status = gr.Markdown(elem_id="complete-status")
+                    edit_gallery = result_gallery("Completions, best first", "edit-gallery")
+                    keep_editing = gr.Button("Keep editing the selected completion", elem_id="keep-editing")
                 edit_results, edit_selected = gr.State([]), gr.State(None)
-                complete_status = gr.Markdown(elem_id="complete-status")
-                keep_editing = gr.Button("Keep editing the selected completion", elem_id="keep-editing")
+                scenes = example_scenes()
+                if scenes:
+                    gr.Examples(scenes, inputs=[editor, edit_prompt], label="Example scenes",
+                                elem_id="example-scenes").dataset.click(
+                        None, js=SHOW_EDITOR)
+                edit_settings = sampling_controls(max_candidates)
         with gr.Accordion("About this model", open=False):
             gr.Markdown(ABOUT.format(size=model.image_size, grid=model.grid, cell=model.image_size // model.grid))
             gr.Markdown(model_card_summary(MODEL_CARD, model.checkpoint))
 
-        for box, words in ((prompt, prompt_words), (edit_prompt, edit_words)):
-            box.change(h.check_words, box, words, queue=False, show_progress="hidden", api_visibility="private")
+        prompt.change(h.prompt_note, prompt, prompt_note, queue=False, api_name="check_prompt", **quiet)
+        edit_prompt.change(h.prompt_note, edit_prompt, edit_note, queue=False, api_visibility="private", **quiet)
 
+        # Generate and Complete: the button shows that the model is busy (and takes no second click) until the
+        # run ends, however it ends (Gradio 6.31 runs a `.then` only after a success); Enter in the prompt
+        # presses the button.
         gen_outputs = [gallery, gen_status, gen_settings[SEED], results, selected]
-        generate_button.click(h.generate, [prompt, *gen_settings], gen_outputs, api_name="generate", **model_lock)
-        prompt.submit(h.generate, [prompt, *gen_settings], gen_outputs, api_visibility="private", **model_lock)
+        run = generate_button.click(h.busy(GENERATING), None, [generate_button, gen_status], queue=False,
+                                    api_visibility="private", **quiet)
+        run = run.then(h.generate, [prompt, *gen_settings], gen_outputs, api_name="generate", **quiet, **model_lock)
+        run.then(h.ready(GENERATE), None, generate_button, queue=False, api_visibility="private", **quiet)
+        run.failure(h.failed(GENERATE), None, [generate_button, gen_status], queue=False, api_visibility="private",
+                    **quiet)
+        prompt.submit(None, js=press("generate"))
         gallery.select(h.select, None, selected, queue=False, api_visibility="private")
         send_outputs = [editor, edit_prompt, tabs]
-        to_editor.click(h.send_to_editor, [results, selected, prompt], send_outputs, api_visibility="private")
+        to_editor.click(h.send_to_editor, [results, selected, prompt], send_outputs, api_visibility="private",
+                        **quiet).success(None, js=SHOW_EDITOR)
 
         # The editor fires `input` and/or `upload` for uploads, strokes and values set by the app. Nothing
         # here writes to the editor in answer: an update of its value makes it fire `upload` again.
         region_outputs = [region_preview, row, col, edit_status, image_status]
         gr.on([editor.input, editor.upload], h.preview_region, [editor, mode, row, col], region_outputs,
-              api_name="preview_region", trigger_mode="always_last", show_progress="hidden")
-        mode.change(h.preview_region, [editor, mode, row, col], region_outputs, api_visibility="private",
-                    show_progress="hidden")
+              api_name="preview_region", trigger_mode="always_last", **quiet)
+        mode.change(h.preview_region, [editor, mode, row, col], region_outputs, api_visibility="private", **quiet)
         gr.on([row.input, col.input], h.slide, [editor, row, col], [*region_outputs, mode],
-              api_visibility="private", show_progress="hidden")
+              api_visibility="private", **quiet)
         edit_outputs = [edit_gallery, complete_status, edit_settings[SEED], edit_results, edit_selected]
-        complete_button.click(h.complete, [editor, edit_prompt, mode, row, col, *edit_settings], edit_outputs,
-                              api_name="complete", **model_lock)
+        run = complete_button.click(h.busy(COMPLETING), None, [complete_button, complete_status], queue=False,
+                                    api_visibility="private", js=SHOW_EDIT_RESULTS, **quiet)
+        run = run.then(h.complete, [editor, edit_prompt, mode, row, col, *edit_settings], edit_outputs,
+                       api_name="complete", **quiet, **model_lock)
+        run.then(h.ready(COMPLETE), None, complete_button, queue=False, api_visibility="private", **quiet)
+        run.failure(h.failed(COMPLETE), None, [complete_button, complete_status], queue=False,
+                    api_visibility="private", **quiet)
+        edit_prompt.submit(None, js=press("complete"))
         edit_gallery.select(h.select, None, edit_selected, queue=False, api_visibility="private")
         keep_editing.click(h.send_to_editor, [edit_results, edit_selected, edit_prompt], send_outputs,
-                           api_visibility="private")
+                           api_visibility="private", **quiet).success(None, js=SHOW_EDITOR)
     return demo
+
+
+def press(elem_id: str) -> str:
+    """Browser code for an event that clicks a button (which does nothing while the button is disabled)."""
+    return f"() => {{ document.getElementById({elem_id!r})?.click(); return []; }}"
 
 
 def sampling_controls(max_candidates: int) -> list[gr.components.Component]:
     """Sliders for the sampling settings, in the order `Handlers.generate` takes them."""
     with gr.Accordion("Sampling settings", open=False):
         with gr.Row():
-            candidates = gr.Slider(1, max_candidates, value=min(DEFAULTS.candidates, max_candidates), step=1, label="Candidates",
-                                   info="how many images to sample; the scorer keeps the best")
-            show = gr.Slider(1, max_candidates, value=min(DEFAULTS.n, max_candidates), step=1, label="Images to show",
-                             info="the best ones (at most the candidates)")
+            candidates = gr.Slider(1, max_candidates, value=min(DEFAULTS.candidates, max_candidates), step=1,
+                                   label="Candidates", info="how many images to sample; the scorer keeps the best")
+            show = gr.Slider(1, max_candidates, value=min(DEFAULTS.n, max_candidates), step=1,
+                             label="Images to show", info="the best ones (at most the candidates)")
         with gr.Row():
             temperature = gr.Slider(0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature")
             top_k = gr.Slider(0, 512, value=DEFAULTS.top_k, step=1, label="Top-k", info="0: off")
@@ -205,9 +274,9 @@ def explain_unreadable_uploads(editor: gr.ImageEditor) -> gr.ImageEditor:
 
 
 def result_gallery(label: str, elem_id: str) -> gr.Gallery:
-    """A gallery of crisp, downloadable PNGs."""
-    return gr.Gallery(label=label, format="png", columns=4, object_fit="contain",
-                      buttons=["download", "fullscreen"], elem_id=elem_id, elem_classes=["crisp"],
+    """A gallery of crisp, downloadable PNGs, as tall as its rows (`CSS` sets the columns)."""
+    return gr.Gallery(label=label, format="png", object_fit="contain", height="auto",
+                      buttons=["download", "fullscreen"], elem_id=elem_id, elem_classes=["crisp", "results"],
                       interactive=False)
 
 
@@ -247,25 +316,49 @@ class Handlers:
         self._folder = tempfile.TemporaryDirectory(prefix="dalle-demo-")  # removed with this object
         self.pngs = PngFolder(self._folder.name)
 
-    def check_words(self, prompt: str) -> str:
-        """A note naming the prompt's words the model never saw in training (empty if none)."""
-        unknown = self.model.unknown_words(prompt or "")
-        if not unknown:
+    def prompt_note(self, prompt: str) -> str:
+        """The one note about a prompt, shown under it as it is typed (empty if there is nothing to say): its
+        words the model never saw in training, with the words it knows, and what it reads of a long prompt."""
+        prompt = prompt or ""
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:  # the facade refuses it with a clear message when it is used
             return ""
-        return ("⚠️ Words the model never saw in training (they have no effect): "
-                + ", ".join(f"**{w}**" for w in unknown))
+        lines = []
+        unknown = self.model.unknown_words(prompt)
+        if unknown:
+            known = "; ".join(f"*{group}* {', '.join(words)}" for group, words in self.model.vocabulary.items())
+            lines.append("⚠️ Words the model never saw in training (they have no effect): "
+                         + ", ".join(f"**{_shorten(w)}**" for w in unknown[:20]) + f". It knows only these: {known}.")
+        kept = self.model.kept_prompt(prompt) if prompt.strip() else None
+        if kept is not None:
+            lines.append(f"✂️ The prompt is longer than the model reads: it reads only “{_shorten(kept, 300)}”, and "
+                         "the rest has no effect.")
+        return "  \n".join(lines)
+
+    def busy(self, label: str) -> Callable[[], tuple]:
+        """An event callback: the button, disabled, says that the model is at work; the status line says so."""
+        return lambda: (gr.Button(label, interactive=False), "Waiting for the model…")
+
+    def ready(self, label: str) -> Callable[[], gr.Button]:
+        """An event callback: the button, enabled again with its own label."""
+        return lambda: gr.Button(label, interactive=True)
+
+    def failed(self, label: str) -> Callable[[], tuple]:
+        """An event callback after a run that stopped with an error (whose message says why): the button
+        enabled again, and the status line cleared of the run's progress."""
+        return lambda: (gr.Button(label, interactive=True), "")
 
     def generate(self, prompt: str, candidates: float, show: float, temperature: float, top_k: float, top_p: float,
-                 guidance: float, seed: float | None, random_seed: bool,
-                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+                 guidance: float, seed: float | None, random_seed: bool) -> Iterator[tuple]:
         """Stream previews of all candidates, then the best ones: (gallery, status, seed, results, selected)."""
         settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
         stream = _user_errors(lambda: self.model.generate_stream(prompt, **settings))
-        yield from self._show(stream, settings, progress, note="")
+        yield from self._show(stream, settings, prompt)
 
     def complete(self, editor: dict | None, prompt: str, mode: str, row: float, col: float, candidates: float,
                  show: float, temperature: float, top_k: float, top_p: float, guidance: float, seed: float | None,
-                 random_seed: bool, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+                 random_seed: bool) -> Iterator[tuple]:
         """Stream completions of the editor's image in the chosen region, like `generate`."""
         background = _background(editor)
         if background is None:
@@ -275,8 +368,7 @@ class Handlers:
         settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
         image = self._pixels(background)
         stream = _user_errors(lambda: self.model.complete_stream(image, prompt, region=region, **settings))
-        note = "" if image is not background else self._conversion_note(background)
-        yield from self._show(stream, settings, progress, note=note)
+        yield from self._show(stream, settings, prompt)
 
     def select(self, event: gr.SelectData) -> int:
         """The index of the gallery image just clicked."""
@@ -306,12 +398,12 @@ class Handlers:
         try:
             r, c = self._region(editor, mode, row, col)
         except ValueError as e:
-            return self.pngs.save(enlarge(image)), gr.skip(), gr.skip(), str(e), note
+            return self._preview(background, enlarge(image)), gr.skip(), gr.skip(), str(e), note
         g = self.model.grid
         y, x = self.model.rectangle_pixels((r, c))
         status = (f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
                   f"{self.model.image_size - x}x{self.model.image_size - y} px rectangle in the bottom-right corner.")
-        return self.pngs.save(outline_region(image, (y, x))), r, c, status, note
+        return self._preview(background, outline_region(image, (y, x))), r, c, status, note
 
     # ------------------------------------------------------------------ helpers
 
@@ -338,31 +430,64 @@ class Handlers:
                 "temperature": temperature, "top_k": _whole(top_k, "top-k"), "top_p": top_p, "guidance": guidance,
                 "seed": random.randrange(2**31) if random_seed else _whole(seed, "seed")}
 
-    def _show(self, stream: Iterator[Progress], settings: dict, progress: gr.Progress, note: str) -> Iterator[tuple]:
-        """Gallery updates from a facade stream: previews while sampling, then the ranked results."""
+    def _show(self, stream: Iterator[Progress], settings: dict, prompt: str) -> Iterator[tuple]:
+        """Gallery updates from a facade stream: previews while sampling, then the ranked results, each checked
+        against the prompt. The status line is the only progress shown (notes on the prompt are under it)."""
         seed = settings["seed"]
-        for step, p in enumerate(stream):
-            progress(p.fraction, desc=f"Sampling row {p.rows_done} of {p.rows_total}")
-            if step == 0:
-                for line in p.notes:
-                    gr.Warning(line[0].upper() + line[1:])
+        for p in stream:
             if p.results is None:
                 # native size (1/16 of the pixels to encode per row); the gallery scales them up crisply
                 previews = [(Image.fromarray(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)]
                 yield (previews, f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
                        seed, [], None)
                 continue
-            gallery = [(enlarge(r.image), f"#{i + 1} · score {r.score:.2f}") for i, r in enumerate(p.results)]
+            checks = [self.model.judge(r.image, prompt) for r in p.results]
+            gallery = [(enlarge(r.image), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
+                       for i, (r, check) in enumerate(zip(p.results, checks, strict=True))]
             lines = [f"The best {len(p.results)} of {settings['candidates']} candidates in {p.seconds:.1f} s "
-                     f"(seed {seed}).", note, *(f"⚠️ {n[0].upper() + n[1:]}." for n in p.notes)]
-            yield gallery, "  \n".join(line for line in lines if line), seed, [r.image for r in p.results], None
+                     f"(seed {seed}).", *_explain(checks)]
+            yield gallery, "  \n".join(lines), seed, [r.image for r in p.results], None
+
+    def _preview(self, upload: np.ndarray, square: Image.Image) -> str:
+        """The region preview: what the model sees, and for a non-square upload, the cut-off parts around it."""
+        h, w = upload.shape[:2]
+        return self.pngs.save(square if h == w else crop_box(upload, square))
 
     def _conversion_note(self, image: np.ndarray) -> str:
         """What the model did to an image of another size than its own, for the user."""
         h, w = image.shape[:2]
         s = self.model.image_size
-        how = "scaled" if h == w else "cropped to a square and scaled"
-        return f"Your {w}x{h} px image was {how} to {s}x{s} px, the model's resolution."
+        if h == w:
+            return f"Your {w}x{h} px image was scaled to {s}x{s} px, the model's resolution."
+        side = min(h, w)
+        return (f"Your {w}x{h} px image was cropped to its central {side}x{side} px square (framed in *Region to "
+                f"redraw*; the dimmed parts are left out) and scaled to {s}x{s} px, the model's resolution.")
+
+
+def _mark(check: tuple[bool, str] | None) -> str:
+    """A result's caption mark: ✓ when it matches the prompt, ✗ when not, nothing when it cannot be checked."""
+    return "" if check is None else " ✓" if check[0] else " ✗"
+
+
+SCORE_NOTE = ("*Score*: how well the ranking model finds that an image fits the prompt; it puts the candidates "
+              "in order, and only the order means something.")
+
+
+def _explain(checks: list[tuple[bool, str] | None]) -> list[str]:
+    """Status lines on the results' checks (`Dalle.judge`, one per result, best first) and on their scores."""
+    if any(check is None for check in checks):
+        return [SCORE_NOTE + " (This prompt is not in the words and order the model was trained on, so the "
+                "images cannot be checked against it.)"]
+    passed = sum(ok for ok, _ in checks)
+    lines = [f"✓ {passed} of {len(checks)} match the prompt: the shapes, colours, sizes and positions read off "
+             "the image are the ones it names."]
+    lines += [f"✗ #{i + 1}: {why}." for i, (ok, why) in enumerate(checks) if not ok]
+    return [*lines, SCORE_NOTE]
+
+
+def _shorten(text: str, most: int = 40) -> str:
+    """The text, cut to `most` characters with an ellipsis if it is longer."""
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def _background(editor: dict | None) -> np.ndarray | None:

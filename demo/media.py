@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
 REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
+CROP_MARGIN = DISPLAY_SIZE // 8  # how much of the cut-off parts of a non-square image `crop_box` shows a side
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest upload the server decodes (app and API): 64 MB as RGBA
 
 
@@ -114,3 +115,31 @@ def outline_region(image: np.ndarray, top_left: tuple[int, int], size: int = DIS
     draw.rectangle((x, y, size - 1, size - 1), fill=(*REGION_TINT, 70))
     draw.rectangle((x, y, size - 1, size - 1), outline=(*REGION_TINT, 255), width=3)
     return Image.alpha_composite(base, overlay).convert("RGB")
+
+
+def crop_box(upload: np.ndarray, square: Image.Image, margin: int = CROP_MARGIN) -> Image.Image:
+    """Where the model's square comes from in a non-square upload: `square` (the upload's central square as the
+    model sees it, enlarged, e.g. by `outline_region`) framed, with up to `margin` px of the parts cut off on
+    either side dimmed, at the square's scale. Transparent pixels are shown on white, as the model sees them.
+    Only what is shown is resampled, so a 1x4096 px upload costs no more than a square one."""
+    h, w = upload.shape[:2]
+    size = square.size[0]
+    side = min(h, w)
+    scale = size / side
+    left, top = (w - side) / 2, (h - side) / 2  # the square, in the upload's pixels
+    # the bands shown beside the square, in output pixels, and the part of the upload they and the square show
+    bands = [min(round(edge * scale), margin) for edge in (left, top, left, top)]  # left, top, right, bottom
+    source = (left - bands[0] / scale, top - bands[1] / scale, left + side + bands[2] / scale,
+              top + side + bands[3] / scale)
+    picture = Image.fromarray(upload)
+    if picture.mode != "RGB":
+        picture = Image.alpha_composite(Image.new("RGBA", picture.size, (255, 255, 255, 255)), picture.convert("RGBA"))
+    shown = picture.convert("RGB").resize((bands[0] + size + bands[2], bands[1] + size + bands[3]),
+                                          Image.Resampling.BILINEAR, box=source)
+    shown = Image.blend(shown, Image.new("RGB", shown.size, (128, 128, 128)), 0.6)  # dim what is cut off
+    x, y = bands[0], bands[1]
+    shown.paste(square.convert("RGB"), (x, y))
+    draw = ImageDraw.Draw(shown)  # the frame: black and white, to show on any picture
+    draw.rectangle((x - 2, y - 2, x + size + 1, y + size + 1), outline=(0, 0, 0))
+    draw.rectangle((x - 1, y - 1, x + size, y + size), outline=(255, 255, 255))
+    return shown

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dalle_core.checkpoint import CheckpointError
 from dalle_core import DEFAULT_CHECKPOINT, Dalle, Settings
-from dalle_core.world import sample
+from dalle_core.checkpoint import CheckpointError
+from dalle_core.world import render, sample, scene_for
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_generate_returns_n_best_first(model):
 def test_same_seed_same_images(model):
     a = model.generate("two blue squares", n=2, candidates=4, seed=7)
     b = model.generate("two blue squares", n=2, candidates=4, seed=7)
-    assert all(np.array_equal(x.image, y.image) and x.score == y.score for x, y in zip(a, b))
+    assert all(np.array_equal(x.image, y.image) and x.score == y.score for x, y in zip(a, b, strict=True))
 
 
 def test_stream_previews_then_results(model):
@@ -49,7 +49,7 @@ def test_generate_and_complete_equal_the_streams_last_update(model):
               list(model.complete_stream(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0))[-1].results)]
     for plain, streamed in pairs:
         assert [r.score for r in plain] == [r.score for r in streamed]
-        assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, streamed))
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, streamed, strict=True))
 
 
 def test_complete_keeps_the_outside(model):
@@ -93,6 +93,34 @@ def test_odd_prompts_still_work(model):
     assert len(results) == 1
     _, notes = model.check_prompt("a red cat " * 100)
     assert any("cat" in n for n in notes) and any("cut" in n for n in notes)
+
+
+def test_kept_prompt_says_what_the_model_reads(model):
+    assert model.kept_prompt("a red circle") is None
+    long = "a small red circle above a large blue square and two green triangles to the left of three yellow " \
+           "diamonds on a white background please"
+    kept = model.kept_prompt(long)
+    assert kept is not None and long.startswith(kept) and "please" not in kept and kept.endswith("background")
+    _, notes = model.check_prompt(long)
+    assert any(f'reads only "{kept}"' in n for n in notes)
+
+
+def test_vocabulary_groups_the_known_words(model):
+    vocabulary = model.vocabulary
+    assert list(vocabulary)[:2] == ["colours", "shapes"] and "red" in vocabulary["colours"]
+    assert {"circle", "crosses"} <= set(vocabulary["shapes"]) and "left" in vocabulary["positions"]
+    words = [w for group in vocabulary.values() for w in group]
+    assert len(words) == len(set(words)) and set(words) == {w for w in model.tokenizer.words if w.isalnum()}
+    assert all(words for words in vocabulary.values())
+
+
+def test_judge_is_a_plain_check_of_world_captions(model):
+    caption = "a red circle above a blue square"
+    image = render(scene_for(caption, seed=3))
+    assert model.judge(image, caption) == (True, "ok")
+    ok, why = model.judge(image, "a green circle above a blue square")
+    assert not ok and "not green" in why
+    assert model.judge(image, "a red zebra") is None  # not a caption of the world's grammar: nothing to check
 
 
 @pytest.mark.parametrize("kw, match", [

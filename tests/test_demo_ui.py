@@ -71,9 +71,19 @@ def test_random_seed_is_reported(client: Client):
     assert isinstance(seed, int) and f"(seed {seed})" in status
 
 
-def test_unknown_words_are_pointed_out(client: Client):
+def test_unknown_words_are_pointed_out_once(client: Client):
+    note = client.predict("a red zebra", api_name="/check_prompt")  # the note under the prompt as it is typed
+    assert "never saw in training (they have no effect): **zebra**" in note and "*shapes* circle" in note
+    assert client.predict("a red circle", api_name="/check_prompt") == ""
     _, status, _ = client.predict("a red zebra", *SETTINGS, api_name="/generate")
-    assert "never saw in training: zebra" in status
+    assert "zebra" not in status and "cannot be checked" in status  # said once, under the prompt
+
+
+def test_results_are_checked_against_the_prompt(client: Client):
+    gallery, status, _ = client.predict("a red circle", *SETTINGS, api_name="/generate")
+    marks = [item["caption"].split(" · ")[0][-1] for item in gallery]  # "#1 ✓ · score 82.9"
+    assert set(marks) <= {"✓", "✗"} and f"✓ {marks.count('✓')} of 2 match the prompt" in status
+    assert "Score: how well" in status.replace("*", "")
 
 
 @pytest.mark.parametrize("prompt, settings, words", [
@@ -135,12 +145,14 @@ def test_any_image_is_converted_and_the_user_told(client: Client, tmp_path: Path
     editor = {"background": handle_file(str(wide)), "layers": [handle_file(str(tmp_path / "paint.png"))],
               "composite": None}
     preview, row, col, _, note = client.predict(editor, "painted mask", 0, 0, api_name="/preview_region")
-    assert note == "Your 300x180 px image was cropped to a square and scaled to 64x64 px, the model's resolution."
+    assert note == ("Your 300x180 px image was cropped to its central 180x180 px square (framed in *Region to redraw*; "
+                    "the dimmed parts are left out) and scaled to 64x64 px, the model's resolution.")
     assert (row, col) == (4, 6)  # 100 / 180 * 8 = 4.4 and 150 / 180 * 8 = 6.7
-    assert pixels(preview).shape == (256, 256, 3)
+    framed = pixels(preview)  # the square the model keeps, 4x, with 32 px of the cut-off sides dimmed
+    assert framed.shape == (256, 320, 3) and (framed[:, 34:286] != framed[:, 2:3]).any()
     gallery, status, _ = client.predict(editor, "a gray background", "painted mask", 0, 0, *SETTINGS,
                                         api_name="/complete")
-    assert len(gallery) == 2 and note in status
+    assert len(gallery) == 2 and "best 2 of 4" in status and note not in status  # said once, by the image
 
 
 def test_model_card_summary(tmp_path: Path):
@@ -153,3 +165,18 @@ def test_model_card_summary(tmp_path: Path):
     summary = model_card_summary(card, DEFAULT_CHECKPOINT)
     assert "accuracy: 0.5" in summary and "Intro" not in summary and "Long" not in summary
     assert "this app runs" in model_card_summary(card, tmp_path)  # another checkpoint: said so
+
+
+def test_crop_box_frames_the_square_the_model_keeps():
+    from demo.media import crop_box, outline_region
+
+    square = outline_region(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), (32, 32))
+    wide = np.zeros((180, 300, 4), np.uint8)
+    wide[..., 1], wide[..., 3] = 200, 255
+    wide[:, :60, 0] = 220  # the part cut off on the left is yellow-green, the rest green
+    framed = np.asarray(crop_box(wide, square))
+    assert framed.shape == (256, 320, 3)  # the square at its size, 32 px of each cut-off side
+    assert (framed[:, 32:288] == np.asarray(square)).all()  # the model's pixels, untouched
+    assert 100 < framed[128, 10, 0] < 220 and framed[128, 300, 0] < 100  # dimmed, and from the right place
+    assert (framed[128, 30] == 0).all() and (framed[128, 31] == 255).all()  # a black and white frame
+    assert crop_box(np.zeros((4096, 1, 3), np.uint8), square).size == (256, 320)  # only what is shown is resampled
