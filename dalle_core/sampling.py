@@ -2,8 +2,8 @@
 
 All candidates of one call run as one batch with a preallocated KV cache: the known prefix
 (text, image BOS and any teacher-forced image tokens before the first sampled one) in one
-forward call, then one call per sampled token. Teacher-forced tokens between sampled ones
-(completion) are fed in the same call as the next sampled token's step.
+forward call, then one ``DecodeStep`` per sampled token. Teacher-forced tokens between sampled
+ones (completion) are fed in one forward call with the next sampled token's position.
 
 Classifier-free guidance puts the conditional rows and as many unconditional rows (all-pad
 text, fed the same image tokens) in one batch of 2n and samples from
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dalle_core.transformer import DalleTransformer
+from dalle_core.transformer import DalleTransformer, DecodeStep
 
 
 def _is_int(v: object) -> bool:
@@ -125,8 +125,7 @@ def generate(
     region: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The finished LongTensor (n, grid, grid) of ``stream`` with the same arguments."""
-    for grids in stream(model, text, n, params, image=image, region=region):
-        pass
+    *_, grids = stream(model, text, n, params, image=image, region=region)
     return grids
 
 
@@ -138,7 +137,7 @@ def _fill(
     grid, T = cfg.grid, cfg.text_len
     generator = torch.Generator(device=ids.device).manual_seed(params.seed)
     top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
-    cache = None
+    cache = step = None
     filled = 0  # stream positions whose keys and values are in the cache
     for r in range(r0, grid):
         # Inference mode is entered per row, and the row is yielded outside it: it is thread-wide state,
@@ -149,7 +148,10 @@ def _fill(
                 end = T + j + 1  # position T+j predicts token j
                 if cache is None:
                     cache, logits = _prefill(model, ids[:, :end])
-                else:
+                    step = DecodeStep(model, _compute_dtype(model))
+                elif end - filled == 1:
+                    logits = step(ids[:, filled], filled, cache)
+                else:  # completion: the given tokens since the last sampled one, then this one
                     logits = model.image_head(model.forward_stream(ids[:, filled:end], filled, cache)[:, -1])
                 filled = end
                 ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
@@ -157,17 +159,18 @@ def _fill(
 
 
 def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KV cache filled with the prefix ids (rows, p) and the image logits (rows, V) at its end.
-
-    Identical rows (the shared caption, the unconditional rows) are computed once.
+    """KV cache (in the parameters' dtype) filled with the prefix ids (rows, p), zeros after it, and the image
+    logits (rows, V) at its end. Identical rows (the shared caption, the unconditional rows) are computed once.
     """
     unique, inverse = torch.unique(prefix, dim=0, return_inverse=True)  # (U, p), (rows,)
     unique_cache = model.new_cache(len(unique))
     h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
-    cache = model.new_cache(len(prefix), dtype=unique_cache.dtype)
+    p = prefix.shape[1]
+    cache = model.new_cache(len(prefix), dtype=model.image_head.weight.dtype)
     # Row i of the batch shares unique row inverse[i]: indexing the cache's batch dimension with `inverse`
     # copies each unique row's keys and values to every row that has its prefix.
-    cache[..., : prefix.shape[1], :] = unique_cache[:, :, inverse, :, : prefix.shape[1]]
+    cache[..., :p, :] = unique_cache[:, :, inverse, :, :p]
+    cache[..., p:, :] = 0  # DecodeStep attends over the whole cache, masked: the unfilled part must be finite
     return cache, model.image_head(h)[inverse]
 
 
@@ -179,16 +182,23 @@ def _pick(
     if len(logits) > n:
         cond, uncond = logits[:n], logits[n:]
         logits = uncond + params.guidance * (cond - uncond)  # (n, V)
-    logits = logits / params.temperature
+    if params.temperature != 1:
+        logits = logits / params.temperature
+    index = None
     if top_k < logits.shape[1] or params.top_p < 1:
         logits, index = logits.topk(top_k)  # (n, k), sorted in decreasing order
-        if params.top_p < 1:
-            probs = logits.softmax(-1)
-            logits = logits.masked_fill(probs.cumsum(-1) - probs >= params.top_p, -math.inf)
-    else:
-        index = None
-    choice = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (n, 1)
-    return (choice if index is None else index.gather(1, choice)).squeeze(1)
+    probs = logits.softmax(-1)
+    if params.top_p < 1:
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
+    # torch.multinomial's draw of one sample (the same exponential race and random stream), without its checks
+    choice = probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(-1, keepdim=True)  # (n, 1)
+    return (choice if index is None else index.gather(1, choice)).view(-1)
+
+
+def _compute_dtype(model: DalleTransformer) -> torch.dtype:
+    """The autocast dtype where autocast is on for the model's device, else the parameters' dtype."""
+    device = model.image_head.weight.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.image_head.weight.dtype
 
 
 def _batch_of(x: torch.Tensor, n: int, shape: tuple[int, ...], name: str) -> torch.Tensor:
