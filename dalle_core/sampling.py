@@ -22,6 +22,8 @@ import torch
 
 from dalle_core.transformer import DalleTransformer, DecodeStep
 
+ROOM = 16  # stream positions the KV cache grows by while sampling
+
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
@@ -150,8 +152,10 @@ def _fill(
                     cache, logits = _prefill(model, ids[:, :end])
                     step = DecodeStep(model, _compute_dtype(model))
                 elif end - filled == 1:
+                    cache = _grow(cache, end, cfg.seq_len)
                     logits = step(ids[:, filled], filled, cache)
                 else:  # completion: the given tokens since the last sampled one, then this one
+                    cache = _grow(cache, end, cfg.seq_len)
                     logits = model.image_head(model.forward_stream(ids[:, filled:end], filled, cache)[:, -1])
                 filled = end
                 ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
@@ -159,19 +163,28 @@ def _fill(
 
 
 def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KV cache (in the parameters' dtype) filled with the prefix ids (rows, p), zeros after it, and the image
-    logits (rows, V) at its end. Identical rows (the shared caption, the unconditional rows) are computed once.
-    """
+    """KV cache (in the parameters' dtype) filled with the prefix ids (rows, p), zeros in the rest of its room,
+    and the image logits (rows, V) at its end. Identical rows (the shared caption, the unconditional rows) are
+    computed once."""
     unique, inverse = torch.unique(prefix, dim=0, return_inverse=True)  # (U, p), (rows,)
-    unique_cache = model.new_cache(len(unique))
-    h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
     p = prefix.shape[1]
-    cache = model.new_cache(len(prefix), dtype=model.image_head.weight.dtype)
+    unique_cache = model.new_cache(len(unique), room=p)
+    h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
     # Row i of the batch shares unique row inverse[i]: indexing the cache's batch dimension with `inverse`
     # copies each unique row's keys and values to every row that has its prefix.
-    cache[..., :p, :] = unique_cache[:, :, inverse, :, :p]
-    cache[..., p:, :] = 0  # DecodeStep attends over the whole cache, masked: the unfilled part must be finite
+    cache = _grow(unique_cache[:, :, inverse].to(model.image_head.weight.dtype), p + 1, model.config.seq_len)
     return cache, model.image_head(h)[inverse]
+
+
+def _grow(cache: torch.Tensor, end: int, limit: int) -> torch.Tensor:
+    """``cache`` if it has room for ``end`` stream positions, else a copy with room for the next multiple of ROOM
+    positions (at most ``limit``), zeros after the old room. DecodeStep attends over all of the room."""
+    room = cache.shape[-2]
+    if end <= room:
+        return cache
+    grown = cache.new_zeros(*cache.shape[:-2], min(-(-end // ROOM) * ROOM, limit), cache.shape[-1])
+    grown[..., :room, :] = cache
+    return grown
 
 
 def _pick(

@@ -244,7 +244,7 @@ class DalleTransformer(nn.Module):
         read from it and those of these positions are written to it; without one, start must be 0.
         """
         end = start + ids.shape[1]
-        if end > self.config.seq_len or (cache is None and start != 0):
+        if end > (self.config.seq_len if cache is None else cache.shape[-2]) or (cache is None and start != 0):
             raise ValueError(f"positions {start}..{end - 1} do not fit the stream or the cache")
         masks = {kind: getattr(self, f"mask_{kind}")[start:end, :end] for kind in dict.fromkeys(self.config.attn_masks)}
         x = self.drop(self.embed(ids, start))  # (B, n, C)
@@ -252,8 +252,9 @@ class DalleTransformer(nn.Module):
             x = block(x, masks[kind], None if cache is None else cache[i], start)
         return self.ln_f(x)
 
-    def new_cache(self, batch: int, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Uninitialised KV cache (n_layer, 2, batch, n_head, L, head_dim) for ``forward_stream``.
+    def new_cache(self, batch: int, dtype: torch.dtype | None = None, room: int | None = None) -> torch.Tensor:
+        """Uninitialised KV cache (n_layer, 2, batch, n_head, room, head_dim) for ``forward_stream``, with room for
+        the first ``room`` stream positions (default all L).
 
         The dtype defaults to the autocast dtype when autocast is on, else the parameters' dtype.
         """
@@ -262,7 +263,7 @@ class DalleTransformer(nn.Module):
         if dtype is None:
             autocast = torch.is_autocast_enabled(device.type)
             dtype = torch.get_autocast_dtype(device.type) if autocast else self.image_head.weight.dtype
-        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.seq_len, cfg.n_embd // cfg.n_head)
+        shape = (cfg.n_layer, 2, batch, cfg.n_head, room or cfg.seq_len, cfg.n_embd // cfg.n_head)
         return torch.empty(shape, dtype=dtype, device=device)
 
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,13 +299,14 @@ class DecodeStep:
 
     The math of ``forward_stream`` on that one position with the cache, in a few operator calls per layer.
     The weights are read once, the linear layers' in the compute ``dtype`` (the attention scale folded into
-    the query weights), and the position embeddings are one table. Every step has the same shapes: the new
-    keys and values are written into the cache in place, and attention is two batched matmuls over the whole
-    cache with an additive mask row (-inf at the positions a query may not see, including the unfilled ones,
-    which must hold finite values). That is several times faster on CPU than attending over the filled part
-    (a strided view the batched matmul copies) or scaled_dot_product_attention (about 20x its FLOP time for
-    one query). Attention, LayerNorms and the residual stream run in the cache's and the parameters' dtype
-    (float32), as under autocast. Build one per sampling call: cast weights are copies.
+    the query weights), and the position embeddings are one table. The new keys and values are written into
+    the cache in place, and attention is two batched matmuls over all of the cache's room with an additive
+    mask row (-inf at the positions a query may not see, including the unfilled ones, which must hold finite
+    values): every step with the same room has the same shapes. On CPU that is several times faster than
+    attending over the filled part only (a strided view, which the batched matmul copies) or than
+    scaled_dot_product_attention (about 20x its FLOP time for one query). Attention, LayerNorms and the
+    residual stream run in float32 (the parameters' and the cache's dtype), as under autocast. Build one per
+    sampling call: cast weights are copies.
     """
 
     def __init__(self, model: DalleTransformer, dtype: torch.dtype):
@@ -337,16 +339,16 @@ class DecodeStep:
 
     def __call__(self, ids: torch.Tensor, pos: int, cache: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of image position ``pos`` given its input ids (B,); writes its keys and values into
-        ``cache`` (n_layer, 2, B, H, L, D), whose positions before ``pos`` must be filled and after it finite."""
-        B, H = len(ids), self.n_head
+        ``cache`` (n_layer, 2, B, H, room, D), whose positions before ``pos`` must be filled and after it finite."""
+        B, H, room = len(ids), self.n_head, cache.shape[-2]
         with torch.autocast(ids.device.type, enabled=False):  # the dtypes are chosen here
             x = self.image_emb[ids] + self.pos_emb[pos - self.text_len]  # (B, C)
             for i, (bias, ln_1, w_qkv, b_qkv, w_proj, b_proj, ln_2, w_fc, b_fc, w_out, b_out) in enumerate(self.layers):
                 qkv = F.linear(F.layer_norm(x, *ln_1).to(self.dtype), w_qkv, b_qkv).view(B, 3, H, -1)  # (B, 3, H, D)
                 cache[i, :, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, D)
-                k, v = cache[i].flatten(1, 2)  # (B*H, L, D) each
+                k, v = cache[i].flatten(1, 2)  # (B*H, room, D) each
                 q = qkv[:, 0].reshape(B * H, 1, -1).to(cache.dtype)  # (B*H, 1, D)
-                att = torch.bmm(q, k.transpose(1, 2)).add_(bias[pos]).softmax(-1)  # (B*H, 1, L)
+                att = torch.bmm(q, k.transpose(1, 2)).add_(bias[pos, :room]).softmax(-1)  # (B*H, 1, room)
                 y = torch.bmm(att, v).view(B, -1).to(self.dtype)  # (B, C)
                 x = x + F.linear(y, w_proj, b_proj)
                 x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, *ln_2).to(self.dtype), w_fc, b_fc)), w_out, b_out)
