@@ -1,15 +1,16 @@
 """Sampling image tokens from a DalleTransformer: generation, completion and streaming.
 
-All candidates of one call run as one batch with a preallocated KV cache: the known prefix
-(text, image BOS and any teacher-forced image tokens before the first sampled one) in one
-forward call, then one ``DecodeStep`` per sampled token. Teacher-forced tokens between sampled
-ones (completion) are fed in one forward call with the next sampled token's position.
+All candidates of one call run as one batch: the known prefix (text, image BOS and any given
+image tokens before the first sampled one) in one forward call, computed once per distinct
+prefix, then one ``DecodeStep`` per later position (given tokens between sampled ones, in
+completion, are stepped through too, their logits unused).
 
 Classifier-free guidance puts the conditional rows and as many unconditional rows (all-pad
 text, fed the same image tokens) in one batch of 2n and samples from
 ``uncond + guidance * (cond - uncond)``; guidance == 1 runs the conditional rows only.
 
-Callers may wrap calls in ``torch.autocast``; the cache then takes the autocast dtype.
+Callers may wrap calls in ``torch.autocast``: the linear layers then run in the autocast dtype
+(attention and the keys and values stay in the parameters' dtype).
 """
 
 import math
@@ -21,8 +22,6 @@ import numpy as np
 import torch
 
 from dalle_core.transformer import DalleTransformer, DecodeStep
-
-ROOM = 16  # stream positions the KV cache grows by while sampling
 
 
 def _is_int(v: object) -> bool:
@@ -139,52 +138,33 @@ def _fill(
     grid, T = cfg.grid, cfg.text_len
     generator = torch.Generator(device=ids.device).manual_seed(params.seed)
     top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
-    cache = step = None
-    filled = 0  # stream positions whose keys and values are in the cache
+    first = r0 * grid + c0  # the first sampled token; position T+j predicts token j
+    step = None
     for r in range(r0, grid):
         # Inference mode is entered per row, and the row is yielded outside it: it is thread-wide state,
         # and a `with` suspended across a yield would leave the caller's own code in inference mode.
         with _inference(model):
-            for c in range(c0, grid):
-                j = r * grid + c
-                end = T + j + 1  # position T+j predicts token j
-                if cache is None:
-                    cache, logits = _prefill(model, ids[:, :end])
-                    step = DecodeStep(model, _compute_dtype(model))
-                elif end - filled == 1:
-                    cache = _grow(cache, end, cfg.seq_len)
-                    logits = step(ids[:, filled], filled, cache)
-                else:  # completion: the given tokens since the last sampled one, then this one
-                    cache = _grow(cache, end, cfg.seq_len)
-                    logits = model.image_head(model.forward_stream(ids[:, filled:end], filled, cache)[:, -1])
-                filled = end
-                ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
+            for j in range(max(r * grid, first), (r + 1) * grid):
+                if step is None:
+                    step, logits = _prefill(model, ids[:, : T + j + 1], n)
+                else:
+                    logits = step(ids[:, T + j], T + j)
+                if j % grid >= c0:  # in the rectangle: sample it (else it is given)
+                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
         yield ids[:n, T + 1 :].view(n, grid, grid).clone()
 
 
-def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KV cache (in the parameters' dtype) filled with the prefix ids (rows, p), zeros in the rest of its room,
-    and the image logits (rows, V) at its end. Identical rows (the shared caption, the unconditional rows) are
-    computed once."""
-    unique, inverse = torch.unique(prefix, dim=0, return_inverse=True)  # (U, p), (rows,)
-    p = prefix.shape[1]
-    unique_cache = model.new_cache(len(unique), room=p)
-    h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
-    # Row i of the batch shares unique row inverse[i]: indexing the cache's batch dimension with `inverse`
-    # copies each unique row's keys and values to every row that has its prefix.
-    cache = _grow(unique_cache[:, :, inverse].to(model.image_head.weight.dtype), p + 1, model.config.seq_len)
-    return cache, model.image_head(h)[inverse]
+def _prefill(model: DalleTransformer, prefix: torch.Tensor, n: int) -> tuple[DecodeStep, torch.Tensor]:
+    """The decoding step after the prefix ids (rows, p), and the image logits (rows, V) at its end.
 
-
-def _grow(cache: torch.Tensor, end: int, limit: int) -> torch.Tensor:
-    """``cache`` if it has room for ``end`` stream positions, else a copy with room for the next multiple of ROOM
-    positions (at most ``limit``), zeros after the old room. DecodeStep attends over all of the room."""
-    room = cache.shape[-2]
-    if end <= room:
-        return cache
-    grown = cache.new_zeros(*cache.shape[:-2], min(-(-end // ROOM) * ROOM, limit), cache.shape[-1])
-    grown[..., :room, :] = cache
-    return grown
+    Where each half of the rows (the conditional and the unconditional ones) shares one prefix (one caption, one
+    given image), the prefix is computed and kept once per half."""
+    halves = prefix.unflatten(0, (-1, n))  # (copies, n, p)
+    group = n if bool((halves == halves[:, :1]).all()) else 1  # consecutive rows sharing a prefix
+    cache = model.new_cache(len(prefix) // group, room=prefix.shape[1])
+    h = model.forward_stream(prefix[::group], 0, cache)[:, -1]  # (U, C)
+    step = DecodeStep(model, _compute_dtype(model), cache, len(prefix))
+    return step, model.image_head(h).repeat_interleave(group, 0)
 
 
 def _pick(

@@ -295,23 +295,29 @@ class DalleTransformer(nn.Module):
 
 
 class DecodeStep:
-    """Image logits (B, image_vocab) of one new stream position per row, given the KV cache before it.
+    """Decoding one stream position at a time after a shared prefix: the image logits (B, image_vocab) of the
+    next position of B rows, keeping their keys and values.
 
-    The math of ``forward_stream`` on that one position with the cache, in a few operator calls per layer.
-    The weights are read once, the linear layers' in the compute ``dtype`` (the attention scale folded into
-    the query weights), and the position embeddings are one table. The new keys and values are written into
-    the cache in place, and attention is two batched matmuls over all of the cache's room with an additive
-    mask row (-inf at the positions a query may not see, including the unfilled ones, which must hold finite
-    values): every step with the same room has the same shapes. On CPU that is several times faster than
-    attending over the filled part only (a strided view, which the batched matmul copies) or than
-    scaled_dot_product_attention (about 20x its FLOP time for one query). Attention, LayerNorms and the
-    residual stream run in float32 (the parameters' and the cache's dtype), as under autocast. Build one per
-    sampling call: cast weights are copies.
+    The math of ``forward_stream`` with a cache, one position per call, in a few operator calls per layer. The
+    weights are read once, the linear layers' in the compute ``dtype`` (the attention scale folded into the
+    query weights); the position embeddings are one table. The keys and values of the prefix (the caption, the
+    image BOS and any given image tokens) are held once per distinct prefix: row b continues prefix
+    b // (B // U), and its queries meet that prefix's keys in one matmul with the other rows of its group. The
+    rows' own keys and values are written in place into a cache that grows ROOM positions at a time, and
+    attention runs over all of its room with an additive mask row (-inf where a query may not look, including
+    the unfilled zeros), so every step with the same room has the same shapes. On CPU this is several times
+    faster than scaled_dot_product_attention for one query (about 20x its FLOP time) or than attending over
+    the filled part only (a strided view the batched matmul copies). Attention, LayerNorms and the residual
+    stream run in float32 (the parameters' dtype), as under autocast.
     """
 
-    def __init__(self, model: DalleTransformer, dtype: torch.dtype):
+    ROOM = 16  # positions the rows' cache grows by
+
+    def __init__(self, model: DalleTransformer, dtype: torch.dtype, prefix: torch.Tensor, rows: int):
+        """``prefix``: keys and values (n_layer, 2, U, n_head, P, head_dim) of the first P stream positions of U
+        distinct prefixes, from ``forward_stream``; ``rows``: B, a multiple of U."""
         cfg = model.config
-        self.text_len, self.n_head, self.dtype = cfg.text_len, cfg.n_head, dtype
+        self.text_len, self.n_head, self.dtype, self.seq_len = cfg.text_len, cfg.n_head, dtype, cfg.seq_len
         device = model.image_head.weight.device
         scale = torch.ones(3 * cfg.n_embd, 1, device=device)
         scale[: cfg.n_embd] = (cfg.n_embd // cfg.n_head) ** -0.5  # the query rows of c_attn
@@ -336,20 +342,38 @@ class DecodeStep:
         self.image_emb = model.image_emb.weight.detach()
         self.pos_emb = (model.row_emb.weight[cell // cfg.grid] + model.col_emb.weight[cell % cfg.grid]).detach()
         self.ln_f, self.head = norm(model.ln_f), cast(model.image_head.weight)
+        n_layer, _, U, H, P, D = prefix.shape
+        if rows % U:
+            raise ValueError(f"{rows} rows do not split into {U} prefixes")
+        self.prefix = prefix.to(model.image_head.weight.dtype).flatten(2, 3)  # (n_layer, 2, U*H, P, D)
+        self.cache = prefix.new_zeros(n_layer, 2, rows * H, 0, D, dtype=self.prefix.dtype)  # (n_layer, 2, B*H, 0, D)
 
-    def __call__(self, ids: torch.Tensor, pos: int, cache: torch.Tensor) -> torch.Tensor:
-        """Logits (B, V) of image position ``pos`` given its input ids (B,); writes its keys and values into
-        ``cache`` (n_layer, 2, B, H, room, D), whose positions before ``pos`` must be filled and after it finite."""
-        B, H, room = len(ids), self.n_head, cache.shape[-2]
+    def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
+        """Logits (B, V) of image position ``pos`` given its input ids (B,); the positions from the end of the
+        prefix to ``pos`` - 1 must have been stepped through."""
+        B, H, (UH, P) = len(ids), self.n_head, self.prefix.shape[2:4]
+        U, g = UH // H, B * H // UH  # prefixes, rows per prefix
+        if pos - P >= self.cache.shape[3]:  # grow the rows' cache, with zeros
+            room = min(pos - P + self.ROOM, self.seq_len - P)
+            grown = self.cache.new_zeros(*self.cache.shape[:3], room, self.cache.shape[4])
+            grown[:, :, :, : self.cache.shape[3]] = self.cache
+            self.cache = grown
+        room = self.cache.shape[3]
         with torch.autocast(ids.device.type, enabled=False):  # the dtypes are chosen here
             x = self.image_emb[ids] + self.pos_emb[pos - self.text_len]  # (B, C)
             for i, (bias, ln_1, w_qkv, b_qkv, w_proj, b_proj, ln_2, w_fc, b_fc, w_out, b_out) in enumerate(self.layers):
                 qkv = F.linear(F.layer_norm(x, *ln_1).to(self.dtype), w_qkv, b_qkv).view(B, 3, H, -1)  # (B, 3, H, D)
-                cache[i, :, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, D)
-                k, v = cache[i].flatten(1, 2)  # (B*H, room, D) each
-                q = qkv[:, 0].reshape(B * H, 1, -1).to(cache.dtype)  # (B*H, 1, D)
-                att = torch.bmm(q, k.transpose(1, 2)).add_(bias[pos, :room]).softmax(-1)  # (B*H, 1, room)
-                y = torch.bmm(att, v).view(B, -1).to(self.dtype)  # (B, C)
+                self.cache[i, :, :, pos - P] = qkv[:, 1:].transpose(0, 1).flatten(1, 2)  # (2, B*H, D)
+                q = qkv[:, 0].to(x.dtype)  # (B, H, D)
+                (k_pre, v_pre), (k, v) = self.prefix[i], self.cache[i]  # (U*H, P, D), (B*H, room, D)
+                q_pre = q.view(U, g, H, -1).transpose(1, 2).reshape(UH, g, -1)  # (U*H, g, D): a prefix's rows
+                s_pre = torch.bmm(q_pre, k_pre.transpose(1, 2)).view(U, H, g, P).transpose(1, 2)  # (U, g, H, P)
+                s_own = torch.bmm(q.reshape(B * H, 1, -1), k.transpose(1, 2))  # (B*H, 1, room)
+                att = torch.cat([s_pre.reshape(B * H, 1, P), s_own], -1)  # (B*H, 1, P+room): positions 0, 1, ...
+                att = att.add_(bias[pos, : P + room]).softmax(-1)
+                a_pre = att[:, :, :P].view(U, g, H, P).transpose(1, 2).reshape(UH, g, P)  # (U*H, g, P)
+                y_pre = torch.bmm(a_pre, v_pre).view(U, H, g, -1).transpose(1, 2).reshape(B * H, 1, -1)
+                y = torch.baddbmm(y_pre, att[:, :, P:], v).view(B, -1).to(self.dtype)  # (B, C)
                 x = x + F.linear(y, w_proj, b_proj)
                 x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, *ln_2).to(self.dtype), w_fc, b_fc)), w_out, b_out)
             return F.linear(F.layer_norm(x, *self.ln_f).to(self.dtype), self.head)

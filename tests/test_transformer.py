@@ -133,17 +133,24 @@ def test_cached_logits_equal_full_recompute(kind):
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
-def test_decode_steps_equal_full_recompute(kind):
+@pytest.mark.parametrize("shared", [False, True])
+def test_decode_steps_equal_full_recompute(kind, shared):
     model = make_model(("causal", kind))
-    text, image = random_inputs(3)
+    text, image = random_inputs(4)
+    given = 5  # image tokens in the prefix
+    if shared:  # rows 0-1 and rows 2-3 share their caption and first image tokens
+        text[1], text[3] = text[0].clone(), text[2].clone()
+        image[1, :given], image[3, :given] = image[0, :given].clone(), image[2, :given].clone()
     ids = model.stream_ids(text, image)
+    P = T + 1 + given
     with torch.no_grad():
         _, logits_image = model(text, image)
-        cache = model.new_cache(3).fill_(1e4)  # the steps attend over all of it: unfilled positions are masked
-        model.forward_stream(ids[:, : T + 1], 0, cache)
-        step = DecodeStep(model, torch.float32)
-        stepped = torch.stack([step(ids[:, p], p, cache) for p in range(T + 1, T + N)], 1)  # (3, N-1, V)
-    torch.testing.assert_close(stepped, logits_image[:, 1:], atol=1e-5, rtol=0)
+        first = ids[::2, :P] if shared else ids[:, :P]
+        cache = model.new_cache(len(first), room=P)
+        model.forward_stream(first, 0, cache)
+        step = DecodeStep(model, torch.float32, cache, rows=4)
+        stepped = torch.stack([step(ids[:, p], p) for p in range(P, T + N)], 1)  # (4, T+N-P, V)
+    torch.testing.assert_close(stepped, logits_image[:, given + 1 :], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
