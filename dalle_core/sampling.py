@@ -1,15 +1,16 @@
 """Sampling image tokens from a DalleTransformer: generation, completion and streaming.
 
-All candidates of one call run as one batch with a preallocated KV cache: the known prefix
-(text, image BOS and any teacher-forced image tokens before the first sampled one) in one
-forward call, then one call per sampled token. Teacher-forced tokens between sampled ones
-(completion) are fed in the same call as the next sampled token's step.
+All candidates of one call run as one batch: the known prefix (text, image BOS and any given
+image tokens before the first sampled one) in one forward call, computed once per distinct
+prefix, then one ``DecodeStep`` per later position (given tokens between sampled ones, in
+completion, are stepped through too, their logits unused).
 
 Classifier-free guidance puts the conditional rows and as many unconditional rows (all-pad
 text, fed the same image tokens) in one batch of 2n and samples from
 ``uncond + guidance * (cond - uncond)``; guidance == 1 runs the conditional rows only.
 
-Callers may wrap calls in ``torch.autocast``; the cache then takes the autocast dtype.
+Callers may wrap calls in ``torch.autocast``: the linear layers then run in the autocast dtype
+(attention and the keys and values stay in the parameters' dtype).
 """
 
 import math
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dalle_core.transformer import DalleTransformer
+from dalle_core.transformer import DalleTransformer, DecodeStep
 
 
 def _is_int(v: object) -> bool:
@@ -125,8 +126,7 @@ def generate(
     region: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The finished LongTensor (n, grid, grid) of ``stream`` with the same arguments."""
-    for grids in stream(model, text, n, params, image=image, region=region):
-        pass
+    *_, grids = stream(model, text, n, params, image=image, region=region)
     return grids
 
 
@@ -138,37 +138,33 @@ def _fill(
     grid, T = cfg.grid, cfg.text_len
     generator = torch.Generator(device=ids.device).manual_seed(params.seed)
     top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
-    cache = None
-    filled = 0  # stream positions whose keys and values are in the cache
+    first = r0 * grid + c0  # the first sampled token; position T+j predicts token j
+    step = None
     for r in range(r0, grid):
         # Inference mode is entered per row, and the row is yielded outside it: it is thread-wide state,
         # and a `with` suspended across a yield would leave the caller's own code in inference mode.
         with _inference(model):
-            for c in range(c0, grid):
-                j = r * grid + c
-                end = T + j + 1  # position T+j predicts token j
-                if cache is None:
-                    cache, logits = _prefill(model, ids[:, :end])
+            for j in range(max(r * grid, first), (r + 1) * grid):
+                if step is None:
+                    step, logits = _prefill(model, ids[:, : T + j + 1], n)
                 else:
-                    logits = model.image_head(model.forward_stream(ids[:, filled:end], filled, cache)[:, -1])
-                filled = end
-                ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
+                    logits = step(ids[:, T + j], T + j)
+                if j % grid >= c0:  # in the rectangle: sample it (else it is given)
+                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
         yield ids[:n, T + 1 :].view(n, grid, grid).clone()
 
 
-def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KV cache filled with the prefix ids (rows, p) and the image logits (rows, V) at its end.
+def _prefill(model: DalleTransformer, prefix: torch.Tensor, n: int) -> tuple[DecodeStep, torch.Tensor]:
+    """The decoding step after the prefix ids (rows, p), and the image logits (rows, V) at its end.
 
-    Identical rows (the shared caption, the unconditional rows) are computed once.
-    """
-    unique, inverse = torch.unique(prefix, dim=0, return_inverse=True)  # (U, p), (rows,)
-    unique_cache = model.new_cache(len(unique))
-    h = model.forward_stream(unique, 0, unique_cache)[:, -1]  # (U, C)
-    cache = model.new_cache(len(prefix), dtype=unique_cache.dtype)
-    # Row i of the batch shares unique row inverse[i]: indexing the cache's batch dimension with `inverse`
-    # copies each unique row's keys and values to every row that has its prefix.
-    cache[..., : prefix.shape[1], :] = unique_cache[:, :, inverse, :, : prefix.shape[1]]
-    return cache, model.image_head(h)[inverse]
+    Where each half of the rows (the conditional and the unconditional ones) shares one prefix (one caption, one
+    given image), the prefix is computed and kept once per half."""
+    halves = prefix.unflatten(0, (-1, n))  # (copies, n, p)
+    group = n if bool((halves == halves[:, :1]).all()) else 1  # consecutive rows sharing a prefix
+    cache = model.new_cache(len(prefix) // group, room=prefix.shape[1])
+    h = model.forward_stream(prefix[::group], 0, cache)[:, -1]  # (U, C)
+    step = DecodeStep(model, _compute_dtype(model), cache, len(prefix))
+    return step, model.image_head(h).repeat_interleave(group, 0)
 
 
 def _pick(
@@ -179,16 +175,23 @@ def _pick(
     if len(logits) > n:
         cond, uncond = logits[:n], logits[n:]
         logits = uncond + params.guidance * (cond - uncond)  # (n, V)
-    logits = logits / params.temperature
+    if params.temperature != 1:
+        logits = logits / params.temperature
+    index = None
     if top_k < logits.shape[1] or params.top_p < 1:
         logits, index = logits.topk(top_k)  # (n, k), sorted in decreasing order
-        if params.top_p < 1:
-            probs = logits.softmax(-1)
-            logits = logits.masked_fill(probs.cumsum(-1) - probs >= params.top_p, -math.inf)
-    else:
-        index = None
-    choice = torch.multinomial(logits.softmax(-1), 1, generator=generator)  # (n, 1)
-    return (choice if index is None else index.gather(1, choice)).squeeze(1)
+    probs = logits.softmax(-1)
+    if params.top_p < 1:
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
+    # torch.multinomial's draw of one sample (the same exponential race and random stream), without its checks
+    choice = probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(-1, keepdim=True)  # (n, 1)
+    return (choice if index is None else index.gather(1, choice)).view(-1)
+
+
+def _compute_dtype(model: DalleTransformer) -> torch.dtype:
+    """The autocast dtype where autocast is on for the model's device, else the parameters' dtype."""
+    device = model.image_head.weight.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.image_head.weight.dtype
 
 
 def _batch_of(x: torch.Tensor, n: int, shape: tuple[int, ...], name: str) -> torch.Tensor:

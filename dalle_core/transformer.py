@@ -244,16 +244,17 @@ class DalleTransformer(nn.Module):
         read from it and those of these positions are written to it; without one, start must be 0.
         """
         end = start + ids.shape[1]
-        if end > self.config.seq_len or (cache is None and start != 0):
+        if end > (self.config.seq_len if cache is None else cache.shape[-2]) or (cache is None and start != 0):
             raise ValueError(f"positions {start}..{end - 1} do not fit the stream or the cache")
         masks = {kind: getattr(self, f"mask_{kind}")[start:end, :end] for kind in dict.fromkeys(self.config.attn_masks)}
         x = self.drop(self.embed(ids, start))  # (B, n, C)
-        for i, (block, kind) in enumerate(zip(self.blocks, self.config.attn_masks)):
+        for i, (block, kind) in enumerate(zip(self.blocks, self.config.attn_masks, strict=True)):
             x = block(x, masks[kind], None if cache is None else cache[i], start)
         return self.ln_f(x)
 
-    def new_cache(self, batch: int, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Uninitialised KV cache (n_layer, 2, batch, n_head, L, head_dim) for ``forward_stream``.
+    def new_cache(self, batch: int, dtype: torch.dtype | None = None, room: int | None = None) -> torch.Tensor:
+        """Uninitialised KV cache (n_layer, 2, batch, n_head, room, head_dim) for ``forward_stream``, with room for
+        the first ``room`` stream positions (default all L).
 
         The dtype defaults to the autocast dtype when autocast is on, else the parameters' dtype.
         """
@@ -262,7 +263,7 @@ class DalleTransformer(nn.Module):
         if dtype is None:
             autocast = torch.is_autocast_enabled(device.type)
             dtype = torch.get_autocast_dtype(device.type) if autocast else self.image_head.weight.dtype
-        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.seq_len, cfg.n_embd // cfg.n_head)
+        shape = (cfg.n_layer, 2, batch, cfg.n_head, room or cfg.seq_len, cfg.n_embd // cfg.n_head)
         return torch.empty(shape, dtype=dtype, device=device)
 
     def forward(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,6 +294,91 @@ class DalleTransformer(nn.Module):
         return total, text_loss, image_loss
 
 
+class DecodeStep:
+    """Decoding one stream position at a time after a shared prefix: the image logits (B, image_vocab) of the
+    next position of B rows, keeping their keys and values.
+
+    The math of ``forward_stream`` with a cache, one position per call, in a few operator calls per layer. The
+    weights are read once, the linear layers' in the compute ``dtype`` (the attention scale folded into the
+    query weights); the position embeddings are one table. The keys and values of the prefix (the caption, the
+    image BOS and any given image tokens) are held once per distinct prefix: row b continues prefix
+    b // (B // U), and its queries meet that prefix's keys in one matmul with the other rows of its group. The
+    rows' own keys and values are written in place into a cache that grows ROOM positions at a time, and
+    attention runs over all of its room with an additive mask row (-inf where a query may not look, including
+    the unfilled zeros), so every step with the same room has the same shapes. On CPU this is several times
+    faster than scaled_dot_product_attention for one query (about 20x its FLOP time) or than attending over
+    the filled part only (a strided view the batched matmul copies). Attention, LayerNorms and the residual
+    stream run in float32 (the parameters' dtype), as under autocast.
+    """
+
+    ROOM = 16  # positions the rows' cache grows by
+
+    def __init__(self, model: DalleTransformer, dtype: torch.dtype, prefix: torch.Tensor, rows: int):
+        """``prefix``: keys and values (n_layer, 2, U, n_head, P, head_dim) of the first P stream positions of U
+        distinct prefixes, from ``forward_stream``; ``rows``: B, a multiple of U."""
+        cfg = model.config
+        self.text_len, self.n_head, self.dtype, self.seq_len = cfg.text_len, cfg.n_head, dtype, cfg.seq_len
+        device = model.image_head.weight.device
+        scale = torch.ones(3 * cfg.n_embd, 1, device=device)
+        scale[: cfg.n_embd] = (cfg.n_embd // cfg.n_head) ** -0.5  # the query rows of c_attn
+        biases = {}
+        for kind in dict.fromkeys(cfg.attn_masks):
+            mask = getattr(model, f"mask_{kind}")  # (L, L)
+            biases[kind] = torch.zeros(mask.shape, device=device).masked_fill_(~mask, -math.inf)  # (L, L)
+
+        def norm(ln: nn.LayerNorm) -> tuple:
+            return ln.normalized_shape, ln.weight.detach(), ln.bias.detach(), ln.eps
+
+        def cast(w: torch.Tensor) -> torch.Tensor:
+            return w.detach().to(dtype)
+
+        self.layers = [(
+            biases[kind], norm(block.ln_1), cast(block.attn.c_attn.weight * scale),
+            cast(block.attn.c_attn.bias * scale[:, 0]), cast(block.attn.c_proj.weight), cast(block.attn.c_proj.bias),
+            norm(block.ln_2), cast(block.mlp.c_fc.weight), cast(block.mlp.c_fc.bias), cast(block.mlp.c_proj.weight),
+            cast(block.mlp.c_proj.bias),
+        ) for block, kind in zip(model.blocks, cfg.attn_masks, strict=True)]  # fmt: skip
+        cell = torch.arange(cfg.image_tokens, device=device)
+        self.image_emb = model.image_emb.weight.detach()
+        self.pos_emb = (model.row_emb.weight[cell // cfg.grid] + model.col_emb.weight[cell % cfg.grid]).detach()
+        self.ln_f, self.head = norm(model.ln_f), cast(model.image_head.weight)
+        n_layer, _, U, H, P, D = prefix.shape
+        if rows % U:
+            raise ValueError(f"{rows} rows do not split into {U} prefixes")
+        self.prefix = prefix.to(model.image_head.weight.dtype).flatten(2, 3)  # (n_layer, 2, U*H, P, D)
+        self.cache = prefix.new_zeros(n_layer, 2, rows * H, 0, D, dtype=self.prefix.dtype)  # (n_layer, 2, B*H, 0, D)
+
+    def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
+        """Logits (B, V) of image position ``pos`` given its input ids (B,); the positions from the end of the
+        prefix to ``pos`` - 1 must have been stepped through."""
+        B, H, (UH, P) = len(ids), self.n_head, self.prefix.shape[2:4]
+        U, g = UH // H, B * H // UH  # prefixes, rows per prefix
+        if pos - P >= self.cache.shape[3]:  # grow the rows' cache, with zeros
+            room = min(pos - P + self.ROOM, self.seq_len - P)
+            grown = self.cache.new_zeros(*self.cache.shape[:3], room, self.cache.shape[4])
+            grown[:, :, :, : self.cache.shape[3]] = self.cache
+            self.cache = grown
+        room = self.cache.shape[3]
+        with torch.autocast(ids.device.type, enabled=False):  # the dtypes are chosen here
+            x = self.image_emb[ids] + self.pos_emb[pos - self.text_len]  # (B, C)
+            for i, (bias, ln_1, w_qkv, b_qkv, w_proj, b_proj, ln_2, w_fc, b_fc, w_out, b_out) in enumerate(self.layers):
+                qkv = F.linear(F.layer_norm(x, *ln_1).to(self.dtype), w_qkv, b_qkv).view(B, 3, H, -1)  # (B, 3, H, D)
+                self.cache[i, :, :, pos - P] = qkv[:, 1:].transpose(0, 1).flatten(1, 2)  # (2, B*H, D)
+                q = qkv[:, 0].to(x.dtype)  # (B, H, D)
+                (k_pre, v_pre), (k, v) = self.prefix[i], self.cache[i]  # (U*H, P, D), (B*H, room, D)
+                q_pre = q.view(U, g, H, -1).transpose(1, 2).reshape(UH, g, -1)  # (U*H, g, D): a prefix's rows
+                s_pre = torch.bmm(q_pre, k_pre.transpose(1, 2)).view(U, H, g, P).transpose(1, 2)  # (U, g, H, P)
+                s_own = torch.bmm(q.reshape(B * H, 1, -1), k.transpose(1, 2))  # (B*H, 1, room)
+                att = torch.cat([s_pre.reshape(B * H, 1, P), s_own], -1)  # (B*H, 1, P+room): positions 0, 1, ...
+                att = att.add_(bias[pos, : P + room]).softmax(-1)
+                a_pre = att[:, :, :P].view(U, g, H, P).transpose(1, 2).reshape(UH, g, P)  # (U*H, g, P)
+                y_pre = torch.bmm(a_pre, v_pre).view(U, H, g, -1).transpose(1, 2).reshape(B * H, 1, -1)
+                y = torch.baddbmm(y_pre, att[:, :, P:], v).view(B, -1).to(self.dtype)  # (B, C)
+                x = x + F.linear(y, w_proj, b_proj)
+                x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, *ln_2).to(self.dtype), w_fc, b_fc)), w_out, b_out)
+            return F.linear(F.layer_norm(x, *self.ln_f).to(self.dtype), self.head)
+
+
 def load_transformer(directory: str | Path, tokenizer: TextTokenizer, vae: VAEConfig,
                      device: str = "cpu") -> DalleTransformer:
     """The transformer saved as `transformer.safetensors` + `transformer.json` in a directory, in eval mode;
@@ -301,7 +387,8 @@ def load_transformer(directory: str | Path, tokenizer: TextTokenizer, vae: VAECo
     config = config_from_json(TransformerConfig, path)
     fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
     theirs = {f: getattr(config, f) for f in fields}
-    ours = dict(zip(fields, (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid)))
+    ours = dict(zip(fields, (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid),
+                    strict=True))
     if theirs != ours:
         raise CheckpointError(f"{path} reads {theirs}, but the tokenizer and VAE give {ours}")
     return load_model(directory, "transformer", DalleTransformer, TransformerConfig, device)

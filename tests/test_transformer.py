@@ -6,10 +6,12 @@ import json
 import pytest
 import torch
 
+from dalle_core import sampling
 from dalle_core.sampling import SamplingParams, generate, stream
 from dalle_core.transformer import (
     MASK_KINDS,
     DalleTransformer,
+    DecodeStep,
     TransformerConfig,
     build_mask,
 )
@@ -123,10 +125,32 @@ def test_cached_logits_equal_full_recompute(kind):
         full = model.forward_stream(ids)
         for bounds in ([0, T + 1, *range(T + 2, T + N + 1)], [0, 2, 9, 10, 17, T + N]):
             cache = model.new_cache(3)
-            cached = torch.cat([model.forward_stream(ids[:, a:b], a, cache) for a, b in zip(bounds, bounds[1:])], 1)
+            chunks = zip(bounds, bounds[1:], strict=False)
+            cached = torch.cat([model.forward_stream(ids[:, a:b], a, cache) for a, b in chunks], 1)
             torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
             torch.testing.assert_close(model.image_head(cached[:, T:]), logits_image, atol=1e-5, rtol=0)
             torch.testing.assert_close(model.text_head(cached[:, : T - 1]), logits_text, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("shared", [False, True])
+def test_decode_steps_equal_full_recompute(kind, shared):
+    model = make_model(("causal", kind))
+    text, image = random_inputs(4)
+    given = 5  # image tokens in the prefix
+    if shared:  # rows 0-1 and rows 2-3 share their caption and first image tokens
+        text[1], text[3] = text[0].clone(), text[2].clone()
+        image[1, :given], image[3, :given] = image[0, :given].clone(), image[2, :given].clone()
+    ids = model.stream_ids(text, image)
+    P = T + 1 + given
+    with torch.no_grad():
+        _, logits_image = model(text, image)
+        first = ids[::2, :P] if shared else ids[:, :P]
+        cache = model.new_cache(len(first), room=P)
+        model.forward_stream(first, 0, cache)
+        step = DecodeStep(model, torch.float32, cache, rows=4)
+        stepped = torch.stack([step(ids[:, p], p) for p in range(P, T + N)], 1)  # (4, T+N-P, V)
+    torch.testing.assert_close(stepped, logits_image[:, given + 1 :], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
@@ -198,12 +222,12 @@ def test_guidance(monkeypatch):
     text, image = random_inputs(1)
     batch_sizes = []
 
-    def recording_forward_stream(ids, *args):
+    def recording_step(step, ids, *args):
         batch_sizes.append(len(ids))
-        return DalleTransformer.forward_stream(model, ids, *args)
+        return DecodeStep.__call__(step, ids, *args)
 
     with monkeypatch.context() as patch:
-        patch.setattr(model, "forward_stream", recording_forward_stream)
+        patch.setattr(sampling, "DecodeStep", type("RecordingStep", (DecodeStep,), {"__call__": recording_step}))
         generate(model, text, 3, SamplingParams(guidance=1.0))
         assert max(batch_sizes) == 3  # scale 1 runs no unconditional rows
         generate(model, text, 3, SamplingParams(guidance=1.01))
