@@ -59,8 +59,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dalle_core import DEFAULTS, MAX_CANDIDATES
+from dalle_core.images import enlarge
 
-from .media import MAX_IMAGE_PIXELS, center_square, enlarge, native_pixels, png_bytes
+from .media import MAX_IMAGE_PIXELS, center_square, native_pixels, png_bytes
 
 if TYPE_CHECKING:  # not at run time: importing the facade's module loads torch
     from dalle_core import Dalle, Progress, Result

@@ -19,6 +19,7 @@ from gradio.components.image_editor import EditorData, EditorValue
 from PIL import Image
 
 from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Dalle, Progress
+from dalle_core.images import enlarge
 
 from .media import (
     DISPLAY_SIZE,
@@ -26,7 +27,6 @@ from .media import (
     PngFolder,
     center_square,
     crop_box,
-    enlarge,
     native_pixels,
     outline_region,
     painted_mask,
@@ -379,7 +379,7 @@ class Handlers:
         if not results:
             raise _error("There are no results to edit yet: generate some images first.")
         image = results[selected if selected is not None and selected < len(results) else 0]
-        shown = self.pngs.save(enlarge(image))
+        shown = self.pngs.save(enlarge(image, DISPLAY_SIZE))
         return {"background": shown, "layers": [], "composite": None}, prompt, gr.Tabs(selected="edit")
 
     def slide(self, editor: dict | None, row: float, col: float) -> tuple:
@@ -398,7 +398,7 @@ class Handlers:
         try:
             r, c = self._region(editor, mode, row, col)
         except ValueError as e:
-            return self._preview(background, enlarge(image)), gr.skip(), gr.skip(), str(e), note
+            return self._preview(background, enlarge(image, DISPLAY_SIZE)), gr.skip(), gr.skip(), str(e), note
         g = self.model.grid
         y, x = self.model.rectangle_pixels((r, c))
         status = (f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
@@ -442,7 +442,7 @@ class Handlers:
                        seed, [], None)
                 continue
             checks = [self.model.judge(r.image, prompt) for r in p.results]
-            gallery = [(enlarge(r.image), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
+            gallery = [(enlarge(r.image, DISPLAY_SIZE), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
                        for i, (r, check) in enumerate(zip(p.results, checks, strict=True))]
             lines = [f"The best {len(p.results)} of {settings['candidates']} candidates in {p.seconds:.1f} s "
                      f"(seed {seed}).", *_explain(checks)]

@@ -9,9 +9,10 @@ import argparse
 from pathlib import Path
 
 from dalle_core import world
+from dalle_core.images import enlarge
 
 from .app import EXAMPLE_SCENES
-from .media import DISPLAY_SIZE, enlarge
+from .media import DISPLAY_SIZE
 
 SEEDS = (9, 10, 25, 38)  # scenes with something in the lower-right part to redraw
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from dalle_core.checkpoint import write_bytes
+from dalle_core.images import enlarge
 
 DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
 REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
@@ -29,11 +30,6 @@ def refuse_huge_images() -> None:
     took 2.8 GB of memory to decode.
     """
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS // 2
-
-
-def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
-    """A uint8 (S, S, 3) image enlarged to (size, size) with nearest-neighbour pixels (no blur)."""
-    return Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -60,9 +56,7 @@ class PngFolder:
         data = png_bytes(image)
         path = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
         if not path.exists():
-            staging = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp")
-            staging.write_bytes(data)
-            os.replace(staging, path)
+            write_bytes(path, data)
         return str(path)
 
 
