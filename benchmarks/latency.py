@@ -8,6 +8,7 @@ Usage: python benchmarks/latency.py [--threads 2] [--repeat 5]
 2. Memory: resident set size (VmRSS) of that server idle, and its peak (VmHWM) after serving requests
    of 64 candidates.
 """
+
 import argparse
 import os
 import socket
@@ -38,7 +39,11 @@ def first_and_final(stream) -> tuple[float, float]:
 
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM of a process, in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
+    )
     return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
 
 
@@ -59,12 +64,25 @@ def main() -> None:
     model = Dalle(device="cpu")
     for seed in range(2):  # warm-up
         model.generate(PROMPT, seed=seed, **DEFAULT)
-    runs = [first_and_final(model.generate_stream(PROMPT, seed=s, **DEFAULT)) for s in range(a.repeat)]
-    rows.append({"path": "Dalle.generate_stream (in process)", "first_preview_s": statistics.median(r[0] for r in runs),
-                 "final_grid_s": statistics.median(r[1] for r in runs)})
+    runs = [
+        first_and_final(model.generate_stream(PROMPT, seed=s, **DEFAULT)) for s in range(a.repeat)
+    ]
+    rows.append(
+        {
+            "path": "Dalle.generate_stream (in process)",
+            "first_preview_s": statistics.median(r[0] for r in runs),
+            "final_grid_s": statistics.median(r[1] for r in runs),
+        }
+    )
     print(rows[-1])
-    batch = median_seconds(lambda: model.generate(PROMPT, seed=0, **DEFAULT), repeat=a.repeat)
-    rows.append({"path": "Dalle.generate (no previews)", "first_preview_s": float("nan"), "final_grid_s": batch})
+    batch = median_seconds(lambda: model.generate(PROMPT, seed=0, **DEFAULT), repeat=a.repeat)  # noqa: F821
+    rows.append(
+        {
+            "path": "Dalle.generate (no previews)",
+            "first_preview_s": float("nan"),
+            "final_grid_s": batch,
+        }
+    )
     print(rows[-1])
     del model
 
@@ -72,8 +90,12 @@ def main() -> None:
 
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": str(a.threads)}
-    server = subprocess.Popen([sys.executable, "-m", "demo", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 120
@@ -83,19 +105,25 @@ def main() -> None:
                 break
             except Exception:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the demo server did not start")
+                    raise RuntimeError("the demo server did not start") from None
                 time.sleep(0.5)
         idle = memory_kib(server.pid)
 
         def ui_request(candidates: int, seed: int):
-            return client.submit(PROMPT, candidates, 4, 1.0, 64, 1.0, 3.0, seed, False, api_name="/generate")
+            return client.submit(
+                PROMPT, candidates, 4, 1.0, 64, 1.0, 3.0, seed, False, api_name="/generate"
+            )
 
         for seed in range(2):
             ui_request(16, seed).result()
         runs = [first_and_final(ui_request(16, seed)) for seed in range(a.repeat)]
-        rows.append({"path": "Gradio API via gradio_client (server on loopback)",
-                     "first_preview_s": statistics.median(r[0] for r in runs),
-                     "final_grid_s": statistics.median(r[1] for r in runs)})
+        rows.append(
+            {
+                "path": "Gradio API via gradio_client (server on loopback)",
+                "first_preview_s": statistics.median(r[0] for r in runs),
+                "final_grid_s": statistics.median(r[1] for r in runs),
+            }
+        )
         print(rows[-1])
         after_16 = memory_kib(server.pid)
         for seed in range(3):
@@ -104,19 +132,37 @@ def main() -> None:
     finally:
         server.kill()
         server.wait()
-    record("latency", rows, f"The app's default request ({DEFAULT['candidates']} candidates, top-k 64, guidance 3, "
-                            f"best 4 shown), prompt {PROMPT!r}, medians of {a.repeat} after 2 warm-ups. "
-                            "The Gradio path includes the queue, PNG encoding and the HTTP/SSE round trip (the client "
-                            "receives image URLs and does not download them).")
+    record(
+        "latency",
+        rows,
+        f"The app's default request ({DEFAULT['candidates']} candidates, top-k 64, guidance 3, "
+        f"best 4 shown), prompt {PROMPT!r}, medians of {a.repeat} after 2 warm-ups. "
+        "The Gradio path includes the queue, PNG encoding and the HTTP/SSE round trip (the client "
+        "receives image URLs and does not download them).",
+    )
     mib = 1024
-    record("memory", [
-        {"server state": "idle, after start", "rss_mib": idle["VmRSS"] / mib, "peak_rss_mib": idle["VmHWM"] / mib},
-        {"server state": f"after {2 + a.repeat} requests of 16", "rss_mib": after_16["VmRSS"] / mib,
-         "peak_rss_mib": after_16["VmHWM"] / mib},
-        {"server state": "after 3 requests of 64 candidates", "rss_mib": after_64["VmRSS"] / mib,
-         "peak_rss_mib": after_64["VmHWM"] / mib},
-    ], "Resident memory of a `python -m demo` server process on the shipped weights (VmRSS now, VmHWM the peak "
-       "since start), read from /proc.")
+    record(
+        "memory",
+        [
+            {
+                "server state": "idle, after start",
+                "rss_mib": idle["VmRSS"] / mib,
+                "peak_rss_mib": idle["VmHWM"] / mib,
+            },
+            {
+                "server state": f"after {2 + a.repeat} requests of 16",
+                "rss_mib": after_16["VmRSS"] / mib,
+                "peak_rss_mib": after_16["VmHWM"] / mib,
+            },
+            {
+                "server state": "after 3 requests of 64 candidates",
+                "rss_mib": after_64["VmRSS"] / mib,
+                "peak_rss_mib": after_64["VmHWM"] / mib,
+            },
+        ],
+        "Resident memory of a `python -m demo` server process on the shipped weights (VmRSS now, VmHWM the peak "
+        "since start), read from /proc.",
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ size. The FLOPs of one step are counted by torch's FlopCounterMode; the floor is
 best fp32 (or, where the CPU has it natively, bf16) matmul throughput measured during this run. The data pipeline
 (rendering scenes, making negatives) is timed separately, since the recipe can overlap it with compute.
 """
+
 import argparse
 import statistics
 import tempfile
@@ -89,39 +90,78 @@ def main() -> None:
         torch.manual_seed(0)
 
         def args(batch: int) -> TrainArgs:
-            return TrainArgs(out=str(tmp / "run"), steps=1000, batch_size=batch, bf16=bf16, workers=0)
+            return TrainArgs(
+                out=str(tmp / "run"), steps=1000, batch_size=batch, bf16=bf16, workers=0
+            )
 
         vae = DiscreteVAE(replace(r.vae, image_size=r.image_size))
-        vae_task = VAETask(vae, source, args(r.vae_batch), replace(r.vae_recipe, val_images=8), faithful=False)
-        tokens = precompute_tokens(tmp / "tokens.safetensors", source, vae, tok, 4 * r.transformer_batch, val=8)
-        config = TransformerConfig(text_vocab=tok.vocab_size, text_len=tok.length, pad_id=tok.pad_id,
-                                   image_vocab=vae.config.codebook, grid=vae.config.grid, **r.transformer)
-        transformer_task = TransformerTask(DalleTransformer(config), tokens, vae, tok, args(r.transformer_batch),
-                                           TransformerRecipe(val_samples=1), judge=False)
-        clip_task = ClipTask(make_clip(tok, r.image_size, **r.clip), source, tok, args(r.clip_batch),
-                             ClipRecipe(val_pairs=8))
-        for name, task, batch, unit in [("dVAE", vae_task, r.vae_batch, "images"),
-                                        ("transformer", transformer_task, r.transformer_batch, "streams"),
-                                        ("scorer", clip_task, r.clip_batch, "pairs")]:
+        vae_task = VAETask(
+            vae, source, args(r.vae_batch), replace(r.vae_recipe, val_images=8), faithful=False
+        )
+        tokens = precompute_tokens(
+            tmp / "tokens.safetensors", source, vae, tok, 4 * r.transformer_batch, val=8
+        )
+        config = TransformerConfig(
+            text_vocab=tok.vocab_size,
+            text_len=tok.length,
+            pad_id=tok.pad_id,
+            image_vocab=vae.config.codebook,
+            grid=vae.config.grid,
+            **r.transformer,
+        )
+        transformer_task = TransformerTask(
+            DalleTransformer(config),
+            tokens,
+            vae,
+            tok,
+            args(r.transformer_batch),
+            TransformerRecipe(val_samples=1),
+            judge=False,
+        )
+        clip_task = ClipTask(
+            make_clip(tok, r.image_size, **r.clip),
+            source,
+            tok,
+            args(r.clip_batch),
+            ClipRecipe(val_pairs=8),
+        )
+        for name, task, batch, unit in [
+            ("dVAE", vae_task, r.vae_batch, "images"),
+            ("transformer", transformer_task, r.transformer_batch, "streams"),
+            ("scorer", clip_task, r.clip_batch, "pairs"),
+        ]:
             stream = task.batches(0)
             batches = [next(stream) for _ in range(4)]
             seconds, flops = step_seconds(task, batches, a.steps, bf16)
             data = data_seconds(task, 4)
             peaks.append(matmul_gflops(dtype))
             params = sum(p.numel() for p in task.model.parameters())
-            rows.append({"component": f"{name} ({unit})", "params_M": params / 1e6, "batch": batch,
-                         "step_s": seconds, "samples_per_s": batch / seconds, "GFLOP_per_step": flops / 1e9,
-                         "achieved_GFLOP_s": flops / seconds / 1e9, "data_s_per_batch": data})
+            rows.append(
+                {
+                    "component": f"{name} ({unit})",
+                    "params_M": params / 1e6,
+                    "batch": batch,
+                    "step_s": seconds,
+                    "samples_per_s": batch / seconds,
+                    "GFLOP_per_step": flops / 1e9,
+                    "achieved_GFLOP_s": flops / seconds / 1e9,
+                    "data_s_per_batch": data,
+                }
+            )
             print(rows[-1])
     for row in rows:  # the floor: the step's FLOPs at the best throughput seen
         row["x_floor"] = row["step_s"] / (row["GFLOP_per_step"] / max(peaks))
-    record("training", rows, f"One training step (loss, backward, AdamW) at the shipped recipe's sizes, "
-                             f"{'bf16' if bf16 else 'fp32'}, median of {a.steps} after a warm-up, on batches "
-                             f"prepared beforehand; FLOPs counted by torch's FlopCounterMode; floor = FLOPs over the "
-                             f"best matmul throughput measured in the run ({max(peaks):.0f} GFLOP/s; the machine is shared, "
-                             f"so the peak is re-measured after each component and the best kept). data_s_per_batch: drawing one batch "
-                             "(rendering, and for the scorer its hard negatives) in the training process. "
-                             "The full recipe's wall time is in assets/MODEL_CARD.md.")
+    record(
+        "training",
+        rows,
+        f"One training step (loss, backward, AdamW) at the shipped recipe's sizes, "
+        f"{'bf16' if bf16 else 'fp32'}, median of {a.steps} after a warm-up, on batches "
+        f"prepared beforehand; FLOPs counted by torch's FlopCounterMode; floor = FLOPs over the "
+        f"best matmul throughput measured in the run ({max(peaks):.0f} GFLOP/s; the machine is shared, "
+        f"so the peak is re-measured after each component and the best kept). data_s_per_batch: drawing one batch "
+        "(rendering, and for the scorer its hard negatives) in the training process. "
+        "The full recipe's wall time is in assets/MODEL_CARD.md.",
+    )
 
 
 if __name__ == "__main__":

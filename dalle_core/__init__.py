@@ -9,8 +9,16 @@ settings and their limits can be read without it.
 
 from .settings import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Settings
 
-__all__ = ["DEFAULTS", "DEFAULT_CHECKPOINT", "MAX_CANDIDATES", "CheckpointError", "Dalle", "Progress",
-           "Result", "Settings"]
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_CHECKPOINT",
+    "MAX_CANDIDATES",
+    "CheckpointError",
+    "Dalle",
+    "Progress",
+    "Result",
+    "Settings",
+]
 _LAZY = {"Dalle": "dalle", "Progress": "dalle", "Result": "dalle", "CheckpointError": "checkpoint"}
 
 

@@ -5,6 +5,7 @@ Training checkpoints are whole directories `step-NNNNNNN/` renamed into place wh
 complete, with a `latest` file pointing at the newest, so none is ever seen half-written.
 Nothing here unpickles anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,8 +96,11 @@ def write_manifest(directory: str | Path) -> None:
     """Write `manifest.json` in a checkpoint directory: the SHA-256 of each of its weights, config and
     tokenizer files. Loading checks every file against it (`verify`)."""
     directory = Path(directory)
-    files = sorted(p for p in directory.iterdir()
-                   if p.is_file() and p.suffix in (".safetensors", ".json") and p.name != MANIFEST)
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix in (".safetensors", ".json") and p.name != MANIFEST
+    )
     write_json(directory / MANIFEST, {p.name: sha256(p) for p in files})
 
 
@@ -119,11 +123,15 @@ def verify(path: Path) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{manifest} is not valid JSON ({e})") from e
     if path.name not in digests:
-        raise CheckpointError(f"{path} is not listed in {manifest}: it was added after the checkpoint was written")
+        raise CheckpointError(
+            f"{path} is not listed in {manifest}: it was added after the checkpoint was written"
+        )
     if sha256(path) != digests[path.name]:
-        raise CheckpointError(f"{path} differs from the SHA-256 recorded in {manifest}: the file was changed or "
-                              "damaged after the checkpoint was written. Restore it (for the shipped weights: "
-                              "reinstall or `git checkout assets/`), or train again")
+        raise CheckpointError(
+            f"{path} differs from the SHA-256 recorded in {manifest}: the file was changed or "
+            "damaged after the checkpoint was written. Restore it (for the shipped weights: "
+            "reinstall or `git checkout assets/`), or train again"
+        )
 
 
 def config_from_json(cls: type[T], path: str | Path) -> T:
@@ -132,7 +140,9 @@ def config_from_json(cls: type[T], path: str | Path) -> T:
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(raw) - set(names)
     if unknown:
-        raise CheckpointError(f"{path} has fields {sorted(unknown)} that {cls.__name__} does not know")
+        raise CheckpointError(
+            f"{path} has fields {sorted(unknown)} that {cls.__name__} does not know"
+        )
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
@@ -143,7 +153,9 @@ def save_model(directory: str | Path, name: str, model: torch.nn.Module) -> None
     write_json(directory / f"{name}.json", dataclasses.asdict(model.config))
 
 
-def load_model(directory: str | Path, name: str, cls: type[T], config_cls: type, device: str = "cpu") -> T:
+def load_model(
+    directory: str | Path, name: str, cls: type[T], config_cls: type, device: str = "cpu"
+) -> T:
     """Build `cls(config)` from `name.json` and load `name.safetensors` into it, in eval mode."""
     directory = Path(directory)
     config = config_from_json(config_cls, directory / f"{name}.json")
@@ -160,16 +172,26 @@ def load_weights(model: torch.nn.Module, weights: Path, config_path: Path | None
     except RuntimeError as e:
         where = f" built from {config_path}" if config_path else ""
         detail = str(e).splitlines()
-        raise CheckpointError(f"weights {weights} do not fit the {type(model).__name__}{where}: "
-                              + " ".join(line.strip() for line in detail[1:4])) from e
+        raise CheckpointError(
+            f"weights {weights} do not fit the {type(model).__name__}{where}: "
+            + " ".join(line.strip() for line in detail[1:4])
+        ) from e
 
 
 # ----------------------------------------------------------------------------- training state
 
+
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
-    scalars = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if not torch.is_tensor(v)}
+    tensors = {
+        f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)
+    }
+    scalars = {
+        f"{i}.{k}": v
+        for i, s in sd["state"].items()
+        for k, v in s.items()
+        if not torch.is_tensor(v)
+    }
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
@@ -181,8 +203,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_training(run: str | Path, step: int, models: dict[str, torch.nn.Module],
-                  optimizer: torch.optim.Optimizer, extra: dict, keep: int = 2) -> Path:
+def save_training(
+    run: str | Path,
+    step: int,
+    models: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    extra: dict,
+    keep: int = 2,
+) -> Path:
     """Write a resumable checkpoint `run/step-NNNNNNN/` and point `run/latest` at it."""
     run = Path(run)
     final = run / f"step-{step:07d}"
@@ -233,19 +261,28 @@ def latest_checkpoint(run: str | Path) -> Path | None:
     return Path(run) / pointer.read_text().strip() if pointer.exists() else None
 
 
-def load_training(ckpt: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
+def load_training(
+    ckpt: Path, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer
+) -> dict:
     """Load models and optimizer from a checkpoint directory; returns its state.json. `CheckpointError`
     if a model's config is not the one the checkpoint was saved with (the recipe changed since)."""
     state = read_json(ckpt / "state.json")
     for name, model in models.items():
         saved = config_from_json(type(model.config), ckpt / f"{name}.json")
         if saved != model.config:
-            diff = [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(model.config, f.name)]
+            diff = [
+                f.name
+                for f in dataclasses.fields(saved)
+                if getattr(saved, f.name) != getattr(model.config, f.name)
+            ]
             raise CheckpointError(
                 f"{ckpt / f'{name}.json'} was saved by a {type(model).__name__} with "
                 f"{ {k: getattr(saved, k) for k in diff} }, but this run builds one with "
                 f"{ {k: getattr(model.config, k) for k in diff} }: resume with the settings the run started with, "
-                "or start a new run in another --out")
+                "or start a new run in another --out"
+            )
         load_weights(model, ckpt / f"{name}.safetensors", ckpt / f"{name}.json")
-    optimizer.load_state_dict(_unflatten_optimizer(read_tensors(ckpt / "optimizer.safetensors"), state["optimizer"]))
+    optimizer.load_state_dict(
+        _unflatten_optimizer(read_tensors(ckpt / "optimizer.safetensors"), state["optimizer"])
+    )
     return state

@@ -1,4 +1,5 @@
 """`dalle`: the command line (world grids, training, evaluation, generation)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,14 @@ def cmd_world(a: argparse.Namespace) -> None:
         if a.layout == "single":
             samples = [(s.image, s.caption) for s in (sample(a.seed + i, size) for i in range(a.n))]
         elif a.layout == "stream2":
-            samples = [(s.image, s.caption) for s in (sample2(a.seed + i, size) for i in range(a.n))]
+            samples = [
+                (s.image, s.caption) for s in (sample2(a.seed + i, size) for i in range(a.n))
+            ]
         else:
-            samples = [(s.image, f"{s.caption} ({s.note})" if s.note else s.caption)
-                       for s in (sample_layout(a.layout, a.seed + i, size) for i in range(a.n))]
+            samples = [
+                (s.image, f"{s.caption} ({s.note})" if s.note else s.caption)
+                for s in (sample_layout(a.layout, a.seed + i, size) for i in range(a.n))
+            ]
     except ValueError as e:
         raise SystemExit(f"error: {e}") from e
     grid([s[0] for s in samples], [s[1] for s in samples], cols=a.cols, scale=a.scale).save(a.out)
@@ -36,10 +41,18 @@ def cmd_eval(a: argparse.Namespace) -> None:
     cats = a.categories.split(",") if a.categories else None
     unknown = set(cats or []) - set(ALL_CATEGORIES)
     if unknown:
-        raise SystemExit(f"unknown categories {sorted(unknown)}; known: {', '.join(ALL_CATEGORIES)}")
+        raise SystemExit(
+            f"unknown categories {sorted(unknown)}; known: {', '.join(ALL_CATEGORIES)}"
+        )
     _use_threads(a.threads)
-    report = evaluate(Dalle(a.checkpoint, a.device), a.per_category, a.candidates, a.seed, cats,
-                      samples_dir=a.out / "samples")
+    report = evaluate(
+        Dalle(a.checkpoint, a.device),
+        a.per_category,
+        a.candidates,
+        a.seed,
+        cats,
+        samples_dir=a.out / "samples",
+    )
     write_report(report, a.out)
     print((a.out / "eval.md").read_text())
 
@@ -49,8 +62,15 @@ def cmd_generate(a: argparse.Namespace) -> None:
     from .figures import grid
     from .settings import Settings
 
-    settings = dict(n=a.n, candidates=max(a.candidates, a.n), temperature=a.temperature, top_k=a.top_k,
-                    top_p=a.top_p, guidance=a.guidance, seed=a.seed)
+    settings = dict(
+        n=a.n,
+        candidates=max(a.candidates, a.n),
+        temperature=a.temperature,
+        top_k=a.top_k,
+        top_p=a.top_p,
+        guidance=a.guidance,
+        seed=a.seed,
+    )
     try:
         Settings(**settings)  # bad settings are reported before the model loads
         _use_threads(a.threads)
@@ -60,7 +80,9 @@ def cmd_generate(a: argparse.Namespace) -> None:
         raise SystemExit(f"error: {e}") from e
     for word in model.unknown_words(a.prompt):
         print(f"note: the model never saw the word {word!r} in training")
-    grid([r.image for r in results], [f"{r.score:.3f}" for r in results], cols=min(a.n, 8), scale=4).save(a.out)
+    grid(
+        [r.image for r in results], [f"{r.score:.3f}" for r in results], cols=min(a.n, 8), scale=4
+    ).save(a.out)
     print(f"wrote {len(results)} images (best first) to {a.out}")
 
 
@@ -86,6 +108,7 @@ def cmd_curves(a: argparse.Namespace) -> None:
 
 def int_at_least(low: int, name: str) -> Callable[[str], int]:
     """An argparse type named `name`: an integer of `low` or more."""
+
     def parse(text: str) -> int:
         value = int(text)
         if value < low:
@@ -117,10 +140,18 @@ def _use_threads(n: int) -> None:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, help="checkpoint directory (default: the shipped assets/checkpoint)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint directory (default: the shipped assets/checkpoint)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="CPU threads (default: torch's choice; 1 is faster while other work holds a core)")
+    p.add_argument(
+        "--threads",
+        type=non_negative_int,
+        default=0,
+        help="CPU threads (default: torch's choice; 1 is faster while other work holds a core)",
+    )
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -136,8 +167,19 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.lr:
         recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
     init_distributed(a.device)
-    run = Run(Path(a.out), recipe, a.data, a.device, a.resume, a.seed, a.threads, a.workers,
-              judge=a.data == "shapes", accum=a.accum, init=Path(a.init) if a.init else None)
+    run = Run(
+        Path(a.out),
+        recipe,
+        a.data,
+        a.device,
+        a.resume,
+        a.seed,
+        a.threads,
+        a.workers,
+        judge=a.data == "shapes",
+        accum=a.accum,
+        init=Path(a.init) if a.init else None,
+    )
     if a.stage == "all":
         train_all(run)
     else:
@@ -156,40 +198,97 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     def add(name: str, stage: str | None, help: str) -> None:
         t = sub.add_parser(name, help=help)
         if stage is None:
-            t.add_argument("stage", choices=("all", *STAGES), help="which stage to run (all: every unfinished one)")
+            t.add_argument(
+                "stage",
+                choices=("all", *STAGES),
+                help="which stage to run (all: every unfinished one)",
+            )
         else:
             t.set_defaults(stage=stage)
-        t.add_argument("--out", default="checkpoints/shapes", help="checkpoint directory (default checkpoints/shapes)")
-        t.add_argument("--data", default="shapes", help="'shapes' (default) or a folder of images with .txt captions")
+        t.add_argument(
+            "--out",
+            default="checkpoints/shapes",
+            help="checkpoint directory (default checkpoints/shapes)",
+        )
+        t.add_argument(
+            "--data",
+            default="shapes",
+            help="'shapes' (default) or a folder of images with .txt captions",
+        )
         size = t.add_mutually_exclusive_group()
-        size.add_argument("--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)")
-        size.add_argument("--paper", action="store_true",
-                          help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs")
+        size.add_argument(
+            "--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)"
+        )
+        size.add_argument(
+            "--paper",
+            action="store_true",
+            help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs",
+        )
         t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
         t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)")
-        t.add_argument("--workers", type=non_negative_int, default=1, help="data loader processes (default 1)")
-        t.add_argument("--accum", type=positive_int, default=1,
-                       help="micro-batches per optimizer step (gradient accumulation; default 1)")
-        t.add_argument("--init", metavar="DIR",
-                       help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
-                            "e.g. assets/checkpoint")
-        t.add_argument("--lr", type=positive_float,
-                       help="override the peak learning rate of every stage run (e.g. lower for fine-tuning "
-                            "with --init)")
-        t.add_argument("--vae-steps", dest="vae_steps", type=positive_int, help="override the VAE's training steps")
-        t.add_argument("--decoder-steps", dest="decoder_steps", type=positive_int,
-                       help="override the decoder fine-tuning steps")
-        t.add_argument("--transformer-steps", dest="transformer_steps", type=positive_int,
-                       help="override the transformer's training steps")
-        t.add_argument("--clip-steps", dest="clip_steps", type=positive_int,
-                       help="override the scorer's training steps")
+        t.add_argument(
+            "--threads",
+            type=non_negative_int,
+            default=0,
+            help="CPU threads (default: torch's choice)",
+        )
+        t.add_argument(
+            "--workers", type=non_negative_int, default=1, help="data loader processes (default 1)"
+        )
+        t.add_argument(
+            "--accum",
+            type=positive_int,
+            default=1,
+            help="micro-batches per optimizer step (gradient accumulation; default 1)",
+        )
+        t.add_argument(
+            "--init",
+            metavar="DIR",
+            help="start from the weights and tokenizer in this checkpoint directory (fine-tuning), "
+            "e.g. assets/checkpoint",
+        )
+        t.add_argument(
+            "--lr",
+            type=positive_float,
+            help="override the peak learning rate of every stage run (e.g. lower for fine-tuning "
+            "with --init)",
+        )
+        t.add_argument(
+            "--vae-steps",
+            dest="vae_steps",
+            type=positive_int,
+            help="override the VAE's training steps",
+        )
+        t.add_argument(
+            "--decoder-steps",
+            dest="decoder_steps",
+            type=positive_int,
+            help="override the decoder fine-tuning steps",
+        )
+        t.add_argument(
+            "--transformer-steps",
+            dest="transformer_steps",
+            type=positive_int,
+            help="override the transformer's training steps",
+        )
+        t.add_argument(
+            "--clip-steps",
+            dest="clip_steps",
+            type=positive_int,
+            help="override the scorer's training steps",
+        )
         t.set_defaults(func=cmd_train)
 
-    add("train", None, "train the whole recipe (train all) or one stage into a checkpoint directory")
+    add(
+        "train", None, "train the whole recipe (train all) or one stage into a checkpoint directory"
+    )
     add("train-vae", "vae", "train the discrete VAE (needs nothing before it)")
-    add("train-transformer", "transformer", "train the transformer (needs tokenizer, vae and tokens)")
+    add(
+        "train-transformer",
+        "transformer",
+        "train the transformer (needs tokenizer, vae and tokens)",
+    )
     add("train-clip", "clip", "train the contrastive scorer (needs the tokenizer)")
 
 
@@ -198,53 +297,98 @@ def main(argv: list[str] | None = None) -> None:
     from .settings import DEFAULTS
     from .world import MIN_SIZE
 
-    p = argparse.ArgumentParser(prog="dalle", description="A laptop-sized DALL·E on the shapes world.")
+    p = argparse.ArgumentParser(
+        prog="dalle", description="A laptop-sized DALL·E on the shapes world."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("world", help="write a grid of random world scenes with their captions")
     w.add_argument("--n", type=positive_int, default=16, help="number of scenes (default 16)")
     w.add_argument("--seed", type=int, default=0, help="first scene seed (default 0)")
-    w.add_argument("--layout", default="single", choices=("single", "pair", "analogy", "matrix", "stream2"),
-                   help="single: v1 scenes (default); pair, analogy, matrix: the second edition's layouts, their "
-                        "captions in full; stream2: the second edition's training stream (paraphrased captions)")
-    w.add_argument("--size", type=int_at_least(MIN_SIZE, "world_size"),
-                   help="image side in pixels (default 64 for single, else 96)")
+    w.add_argument(
+        "--layout",
+        default="single",
+        choices=("single", "pair", "analogy", "matrix", "stream2"),
+        help="single: v1 scenes (default); pair, analogy, matrix: the second edition's layouts, their "
+        "captions in full; stream2: the second edition's training stream (paraphrased captions)",
+    )
+    w.add_argument(
+        "--size",
+        type=int_at_least(MIN_SIZE, "world_size"),
+        help="image side in pixels (default 64 for single, else 96)",
+    )
     w.add_argument("--cols", type=positive_int, default=4, help="grid columns (default 4)")
-    w.add_argument("--scale", type=positive_int, default=3, help="nearest-neighbour enlargement (default 3)")
-    w.add_argument("--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)")
+    w.add_argument(
+        "--scale", type=positive_int, default=3, help="nearest-neighbour enlargement (default 3)"
+    )
+    w.add_argument(
+        "--out", type=Path, default=Path("world.png"), help="output PNG (default world.png)"
+    )
     w.set_defaults(func=cmd_world)
 
     g = sub.add_parser("generate", help="generate images for a prompt, best first, into a PNG grid")
     g.add_argument("prompt")
-    g.add_argument("--n", type=int, default=DEFAULTS.n, help=f"images to keep (default {DEFAULTS.n})")
-    g.add_argument("--candidates", type=int, default=DEFAULTS.candidates,
-                   help=f"images sampled and reranked (default {DEFAULTS.candidates})")
+    g.add_argument(
+        "--n", type=int, default=DEFAULTS.n, help=f"images to keep (default {DEFAULTS.n})"
+    )
+    g.add_argument(
+        "--candidates",
+        type=int,
+        default=DEFAULTS.candidates,
+        help=f"images sampled and reranked (default {DEFAULTS.candidates})",
+    )
     g.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
-    g.add_argument("--top-k", dest="top_k", type=int, default=DEFAULTS.top_k,
-                   help=f"0 turns it off (default {DEFAULTS.top_k})")
+    g.add_argument(
+        "--top-k",
+        dest="top_k",
+        type=int,
+        default=DEFAULTS.top_k,
+        help=f"0 turns it off (default {DEFAULTS.top_k})",
+    )
     g.add_argument("--top-p", dest="top_p", type=float, default=DEFAULTS.top_p)
-    g.add_argument("--guidance", type=float, default=DEFAULTS.guidance,
-                   help=f"classifier-free guidance scale >= 1 (default {DEFAULTS.guidance:g})")
+    g.add_argument(
+        "--guidance",
+        type=float,
+        default=DEFAULTS.guidance,
+        help=f"classifier-free guidance scale >= 1 (default {DEFAULTS.guidance:g})",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, default=Path("generated.png"))
     _model_options(g)
     g.set_defaults(func=cmd_generate)
 
-    e = sub.add_parser("eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)")
-    e.add_argument("--per-category", dest="per_category", type=positive_int, default=40,
-                   help="prompts per category (default 40)")
-    e.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates,
-                   help=f"N of the reranked best-of-N (default {DEFAULTS.candidates})")
+    e = sub.add_parser(
+        "eval", help="GenEval-style evaluation on the shapes world (JSON, markdown, PNG plot)"
+    )
+    e.add_argument(
+        "--per-category",
+        dest="per_category",
+        type=positive_int,
+        default=40,
+        help="prompts per category (default 40)",
+    )
+    e.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=DEFAULTS.candidates,
+        help=f"N of the reranked best-of-N (default {DEFAULTS.candidates})",
+    )
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--categories", help="comma-separated subset (default: all)")
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
     _model_options(e)
     e.set_defaults(func=cmd_eval)
 
-    c = sub.add_parser("curves", help="plot metrics of a training run's log.jsonl against samples seen")
-    c.add_argument("run", type=Path, help="a run directory (for example checkpoints/shapes/runs/transformer)")
+    c = sub.add_parser(
+        "curves", help="plot metrics of a training run's log.jsonl against samples seen"
+    )
+    c.add_argument(
+        "run", type=Path, help="a run directory (for example checkpoints/shapes/runs/transformer)"
+    )
     c.add_argument("--keys", default="loss", help="comma-separated metrics (default loss)")
-    c.add_argument("--out", type=Path, default=Path("curves.png"), help="output PNG (default curves.png)")
+    c.add_argument(
+        "--out", type=Path, default=Path("curves.png"), help="output PNG (default curves.png)"
+    )
     c.set_defaults(func=cmd_curves)
 
     add_train_commands(sub)

@@ -1,10 +1,11 @@
-"""The contrastive scorer (OpenAI CLIP, small): a text and an image encoder into one space, and loading it from a checkpoint.
+"""The contrastive scorer (OpenAI CLIP, small): a text and an image encoder into one space, and its loading.
 
 Both encoders end in a linear projection to `embed_dim` and an L2 normalisation, so the
 similarity of an image and a text is a cosine, multiplied by a learned temperature
 `logit_scale.exp()` (capped at 100, as in CLIP). The loss and the training data live in
 `train_clip.py`.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,6 +28,7 @@ MAX_LOGIT_SCALE = 100.0
 @dataclass
 class ClipConfig:
     """Model hyper-parameters; the text fields must match the `TextTokenizer` used with it."""
+
     text_vocab: int = 512
     text_len: int = 26
     eos_id: int = 2  # the text is pooled at this token (the tokenizer puts one in every row)
@@ -40,14 +42,22 @@ class ClipConfig:
     def __post_init__(self):
         self.image_widths = tuple(self.image_widths)
         if self.text_width % self.text_heads:
-            raise ValueError(f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}")
+            raise ValueError(
+                f"text_width {self.text_width} is not divisible by text_heads {self.text_heads}"
+            )
         if not 0 <= self.eos_id < self.text_vocab:
-            raise ValueError(f"eos_id {self.eos_id} is outside the text vocabulary of {self.text_vocab}")
+            raise ValueError(
+                f"eos_id {self.eos_id} is outside the text vocabulary of {self.text_vocab}"
+            )
         if any(w % 8 for w in self.image_widths):
-            raise ValueError(f"image_widths must be multiples of 8 (for group norm), got {self.image_widths}")
+            raise ValueError(
+                f"image_widths must be multiples of 8 (for group norm), got {self.image_widths}"
+            )
         if self.image_size % 2 ** len(self.image_widths):
-            raise ValueError(f"image_size {self.image_size} is not divisible by 2^{len(self.image_widths)} "
-                             "(one halving per entry of image_widths)")
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by 2^{len(self.image_widths)} "
+                "(one halving per entry of image_widths)"
+            )
 
     @property
     def grid(self) -> int:
@@ -69,8 +79,15 @@ class TextEncoder(nn.Module):
         self.token = nn.Embedding(c.text_vocab, c.text_width)
         self.position = nn.Parameter(torch.randn(c.text_len, c.text_width) * 0.01)
         nn.init.normal_(self.token.weight, std=0.02)
-        layer = nn.TransformerEncoderLayer(c.text_width, c.text_heads, 4 * c.text_width, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            c.text_width,
+            c.text_heads,
+            4 * c.text_width,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.blocks = nn.TransformerEncoder(layer, c.text_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.text_width)
 
@@ -92,8 +109,14 @@ class ImageEncoder(nn.Module):
         layers: list[nn.Module] = []
         ch = 3
         for w in c.image_widths:
-            layers += [nn.Conv2d(ch, w, 3, stride=2, padding=1), nn.GroupNorm(8, w), nn.GELU(),
-                       nn.Conv2d(w, w, 3, padding=1), nn.GroupNorm(8, w), nn.GELU()]
+            layers += [
+                nn.Conv2d(ch, w, 3, stride=2, padding=1),
+                nn.GroupNorm(8, w),
+                nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1),
+                nn.GroupNorm(8, w),
+                nn.GELU(),
+            ]
             ch = w
         self.net = nn.Sequential(*layers)
         self.out_features = ch * c.grid * c.grid
@@ -139,8 +162,15 @@ class Clip(nn.Module):
 
 def make_clip(tokenizer: TextTokenizer, image_size: int = 64, **config) -> Clip:
     """A new scorer for the tokenizer's ids; `config` overrides the other `ClipConfig` fields."""
-    return Clip(ClipConfig(text_vocab=tokenizer.vocab_size, text_len=tokenizer.length, eos_id=tokenizer.eos_id,
-                           image_size=image_size, **config))
+    return Clip(
+        ClipConfig(
+            text_vocab=tokenizer.vocab_size,
+            text_len=tokenizer.length,
+            eos_id=tokenizer.eos_id,
+            image_size=image_size,
+            **config,
+        )
+    )
 
 
 def check_tokenizer(config: ClipConfig, tokenizer: TextTokenizer, what: str) -> None:
@@ -148,13 +178,19 @@ def check_tokenizer(config: ClipConfig, tokenizer: TextTokenizer, what: str) -> 
     ours = (config.text_vocab, config.text_len, config.eos_id)
     theirs = (tokenizer.vocab_size, tokenizer.length, tokenizer.eos_id)
     if ours != theirs:
-        raise CheckpointError(f"{what} expects {ours[0]} text tokens of length {ours[1]} (EOS id {ours[2]}), but the "
-                              f"tokenizer has {theirs[0]} of length {theirs[1]} (EOS id {theirs[2]})")
+        raise CheckpointError(
+            f"{what} expects {ours[0]} text tokens of length {ours[1]} (EOS id {ours[2]}), but the "
+            f"tokenizer has {theirs[0]} of length {theirs[1]} (EOS id {theirs[2]})"
+        )
 
 
 def load_clip(directory: str | Path, tokenizer: TextTokenizer, device: str = "cpu") -> Clip:
     """The scorer saved as `clip.safetensors` + `clip.json` in a directory, in eval mode;
     `CheckpointError` if it is missing, damaged, or was trained with another tokenizer."""
     directory = Path(directory)
-    check_tokenizer(config_from_json(ClipConfig, directory / "clip.json"), tokenizer, f"{directory / 'clip.json'}")
+    check_tokenizer(
+        config_from_json(ClipConfig, directory / "clip.json"),
+        tokenizer,
+        f"{directory / 'clip.json'}",
+    )
     return load_model(directory, "clip", Clip, ClipConfig, device)

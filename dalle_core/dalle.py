@@ -4,6 +4,7 @@ It loads the tokenizer, VAE, transformer and scorer from a checkpoint directory 
 prompts into ranked images: sample candidates, decode them, score them against the prompt,
 return the best first. Streaming variants yield partial images while the rows are sampled.
 """
+
 from __future__ import annotations
 
 import time
@@ -47,7 +48,9 @@ VOCABULARY_GROUPS = {
     "shapes": [w for s in SHAPES for w in (s, PLURALS[s])],
     "sizes": list(SIZE_WORDS),
     "counts": ["a", "an", "one", *NUMBER_WORDS],
-    "positions": list(dict.fromkeys(w for p in (*RELATIONS, *WHERE) for w in p.split() if w not in _GLUE)),
+    "positions": list(
+        dict.fromkeys(w for p in (*RELATIONS, *WHERE) for w in p.split() if w not in _GLUE)
+    ),
     "backgrounds": list(BACKGROUNDS),
 }
 
@@ -55,6 +58,7 @@ VOCABULARY_GROUPS = {
 @dataclass
 class Result:
     """One image, best first in a list, with its score against the prompt."""
+
     image: np.ndarray  # uint8 (S, S, 3)
     score: float
 
@@ -62,6 +66,7 @@ class Result:
 @dataclass
 class Progress:
     """A streamed update: partial previews of every candidate, then (last) the ranked results."""
+
     previews: list[np.ndarray]
     rows_done: int
     rows_total: int
@@ -81,11 +86,15 @@ class Dalle:
     None uses bf16 autocast only where the hardware computes it natively (`bf16_supported`).
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool | None = None):
+    def __init__(
+        self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool | None = None
+    ):
         path = Path(checkpoint or DEFAULT_CHECKPOINT)
         if not path.is_dir():
-            raise CheckpointError(f"no checkpoint directory at {path}: use the one shipped in assets/checkpoint, "
-                                  "or train one with `dalle train all --out DIR`")
+            raise CheckpointError(
+                f"no checkpoint directory at {path}: use the one shipped in assets/checkpoint, "
+                "or train one with `dalle train all --out DIR`"
+            )
         self.device = resolve_device(device)
         self.bf16 = bf16_supported(self.device) if bf16 is None else bf16
         self.checkpoint = path
@@ -109,19 +118,27 @@ class Dalle:
         if not isinstance(prompt, str):
             raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
         if not prompt.strip():
-            raise ValueError("the prompt is empty: describe the image, e.g. 'a red circle above a blue square'")
+            raise ValueError(
+                "the prompt is empty: describe the image, e.g. 'a red circle above a blue square'"
+            )
         try:
             prompt.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: JSON "\ud800" escapes, undecodable command-line bytes
-            raise ValueError("the prompt is not valid Unicode text (it has unpaired surrogate characters)") from None
+        except (
+            UnicodeEncodeError
+        ):  # lone surrogates: JSON "\ud800" escapes, undecodable command-line bytes
+            raise ValueError(
+                "the prompt is not valid Unicode text (it has unpaired surrogate characters)"
+            ) from None
         ids, truncated = self.tokenizer.encode(prompt)
         notes = []
         unknown = self.tokenizer.unknown_words(prompt)
         if unknown:
             notes.append("words the model never saw in training: " + ", ".join(unknown[:20]))
         if truncated:
-            notes.append(f"the prompt was cut to its first {self.tokenizer.length - 2} tokens: the model reads "
-                         f"only \"{self.tokenizer.decode(ids)}\"")
+            notes.append(
+                f"the prompt was cut to its first {self.tokenizer.length - 2} tokens: the model reads "
+                f'only "{self.tokenizer.decode(ids)}"'
+            )
         return ids, notes
 
     def unknown_words(self, prompt: str) -> list[str]:
@@ -141,7 +158,9 @@ class Dalle:
         shapes world's colours, shapes, sizes, counts, positions and backgrounds (`VOCABULARY_GROUPS`), then
         any "other" words (sorted); groups with no word the model knows are left out."""
         known = self.tokenizer.words
-        groups = {name: [w for w in words if w in known] for name, words in VOCABULARY_GROUPS.items()}
+        groups = {
+            name: [w for w in words if w in known] for name, words in VOCABULARY_GROUPS.items()
+        }
         grouped = {w for words in groups.values() for w in words}
         groups["other"] = sorted(w for w in known if w not in grouped and w.isalnum())
         return {name: words for name, words in groups.items() if words}
@@ -162,31 +181,61 @@ class Dalle:
         tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s))
         return self._run(tokens, ids, s, notes, rows=self.grid, previews=previews)
 
-    def complete(self, image, prompt: str, region: tuple[int, int] | None = None,
-                 mask: np.ndarray | None = None, **settings) -> list[Result]:
+    def complete(
+        self,
+        image,
+        prompt: str,
+        region: tuple[int, int] | None = None,
+        mask: np.ndarray | None = None,
+        **settings,
+    ) -> list[Result]:
         """Redraw the bottom-right token rectangle of `image` (given as (row, col) or a painted mask) to fit
         the prompt."""
         return _last(self._complete(image, prompt, region, mask, settings, previews=False)).results
 
-    def complete_stream(self, image, prompt: str, region: tuple[int, int] | None = None,
-                        mask: np.ndarray | None = None, **settings) -> Iterator[Progress]:
+    def complete_stream(
+        self,
+        image,
+        prompt: str,
+        region: tuple[int, int] | None = None,
+        mask: np.ndarray | None = None,
+        **settings,
+    ) -> Iterator[Progress]:
         """Streaming `complete`: pixels outside the rectangle are the input's own."""
         return self._complete(image, prompt, region, mask, settings, previews=True)
 
-    def _complete(self, image, prompt: str, region: tuple[int, int] | None, mask: np.ndarray | None,
-                  settings: dict, previews: bool) -> Iterator[Progress]:
+    def _complete(
+        self,
+        image,
+        prompt: str,
+        region: tuple[int, int] | None,
+        mask: np.ndarray | None,
+        settings: dict,
+        previews: bool,
+    ) -> Iterator[Progress]:
         s = Settings(**settings)
         ids, notes = self.check_prompt(prompt)
         pixels = self.prepare_image(image)
         if (region is None) == (mask is None):
-            raise ValueError("give the region to redraw either as (row, col) or as a mask, not both")
+            raise ValueError(
+                "give the region to redraw either as (row, col) or as a mask, not both"
+            )
         if mask is not None:
             region = self.snap_mask(mask)
         r, c = self.check_region(region)
         with torch.inference_mode(), autocast(self.device, self.bf16):
             given = self.vae.encode(to_float(pixels[None]).to(self.device))  # (1, grid*grid)
-        tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s), image=given[0], region=(r, c))
-        return self._run(tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c), previews=previews)
+        tokens = stream(
+            self.transformer,
+            ids.to(self.device),
+            s.candidates,
+            _params(s),
+            image=given[0],
+            region=(r, c),
+        )
+        return self._run(
+            tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c), previews=previews
+        )
 
     def prepare_image(self, image) -> np.ndarray:
         """Any PIL image or array (any size and mode) as RGB uint8 at the model's resolution."""
@@ -195,7 +244,9 @@ class Dalle:
             if arr.ndim == 2:
                 arr = np.stack([arr] * 3, axis=-1)
             if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4) or arr.size == 0:
-                raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+                raise ValueError(
+                    f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}"
+                )
             if arr.dtype.kind not in "biuf":
                 raise ValueError(f"an image array must hold numbers, got {arr.dtype}")
             if arr.dtype != np.uint8:
@@ -253,23 +304,44 @@ class Dalle:
         """The scorer's similarity of each uint8 image to the prompt (higher is better)."""
         ids, _ = self.check_prompt(prompt)
         with torch.inference_mode(), autocast(self.device, self.bf16):
-            return self.clip.score(to_float(np.stack(images)).to(self.device), ids.to(self.device)).float().tolist()
+            return (
+                self.clip.score(to_float(np.stack(images)).to(self.device), ids.to(self.device))
+                .float()
+                .tolist()
+            )
 
-    def _run(self, tokens: Iterator[torch.Tensor], ids: torch.Tensor, s: Settings, notes: list[str], rows: int,
-             keep: tuple[np.ndarray, int, int] | None = None, *, previews: bool) -> Iterator[Progress]:
+    def _run(
+        self,
+        tokens: Iterator[torch.Tensor],
+        ids: torch.Tensor,
+        s: Settings,
+        notes: list[str],
+        rows: int,
+        keep: tuple[np.ndarray, int, int] | None = None,
+        *,
+        previews: bool,
+    ) -> Iterator[Progress]:
         """Progress after each sampled row (images decoded only if `previews`), then the ranked results."""
         t0 = time.perf_counter()
         done = 0
-        for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet; all candidates a row at a time
+        for grids in (
+            tokens
+        ):  # (candidates, grid, grid), -1 where not sampled yet; all candidates a row at a time
             done += 1
             if done < rows:
                 if previews:  # rows not sampled yet are gray
                     images = self._decode(grids, keep)
-                    yield Progress(list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes)
+                    yield Progress(
+                        list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes
+                    )
                 continue
             images = self._decode(grids, keep)
             with torch.inference_mode(), autocast(self.device, self.bf16):
-                scores = self.clip.score(to_float(images).to(self.device), ids.to(self.device)).float().cpu()
+                scores = (
+                    self.clip.score(to_float(images).to(self.device), ids.to(self.device))
+                    .float()
+                    .cpu()
+                )
             order = torch.argsort(scores, descending=True)[: s.n].tolist()
             results = [Result(images[i], float(scores[i])) for i in order]
             yield Progress(list(images), done, rows, results, time.perf_counter() - t0, notes)
@@ -281,8 +353,10 @@ class Dalle:
         rows = int(filled.nonzero().max()) + 1 if filled.any() else 1
         with torch.inference_mode(), autocast(self.device, self.bf16):
             top = to_uint8(self.vae.decode(grids[:, :rows].clamp(min=0)))  # (B, rows * f, S, 3)
-        images = np.full((len(grids), self.image_size, self.image_size, 3), PARTIAL_GRAY, dtype=np.uint8)
-        images[:, :top.shape[1]] = top
+        images = np.full(
+            (len(grids), self.image_size, self.image_size, 3), PARTIAL_GRAY, dtype=np.uint8
+        )
+        images[:, : top.shape[1]] = top
         if keep is not None:
             pixels, r, c = keep
             y, x = self.rectangle_pixels((r, c))
@@ -300,4 +374,6 @@ def _last(progress: Iterator[Progress]) -> Progress:
 
 
 def _params(s: Settings) -> SamplingParams:
-    return SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, guidance=s.guidance, seed=s.seed)
+    return SamplingParams(
+        temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, guidance=s.guidance, seed=s.seed
+    )

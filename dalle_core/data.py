@@ -3,6 +3,7 @@
 Batch k of a run is a pure function of (seed, rank, k), so a resumed run sees exactly the
 batches an uninterrupted one would, whatever the number of loader workers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 class Source(Protocol):
     """Where (image, caption) pairs come from."""
+
     size: int
 
     @property
@@ -43,6 +45,7 @@ class Source(Protocol):
 @dataclass
 class ShapesWorld:
     """The procedural shapes world at `size` pixels."""
+
     size: int = 64
 
     @property
@@ -55,7 +58,9 @@ class ShapesWorld:
 
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
         """The fixed held-out scenes 0..n-1 (seeds never drawn for training)."""
-        return [(s.image, s.caption) for s in (world.sample(VAL_BASE + i, self.size) for i in range(n))]
+        return [
+            (s.image, s.caption) for s in (world.sample(VAL_BASE + i, self.size) for i in range(n))
+        ]
 
     def captions(self, n: int) -> list[str]:
         rng = random.Random(0)
@@ -66,6 +71,7 @@ class ShapesWorld:
 class ShapesWorld2:
     """The second edition's stream (`world2.sample2`) at `size` pixels: single scenes and layouts with
     paraphrased captions, never a held-out color-shape pair."""
+
     size: int = 96
 
     def __post_init__(self) -> None:
@@ -81,7 +87,10 @@ class ShapesWorld2:
 
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
         """The fixed held-out draws 0..n-1 (seeds never drawn for training)."""
-        return [(s.image, s.caption) for s in (world2.sample2(VAL_BASE + i, self.size) for i in range(n))]
+        return [
+            (s.image, s.caption)
+            for s in (world2.sample2(VAL_BASE + i, self.size) for i in range(n))
+        ]
 
     def captions(self, n: int) -> list[str]:
         return [world2.sample2(i, self.size).caption for i in range(n)]
@@ -105,7 +114,11 @@ class ImageFolder:
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DatasetError(f"{self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.skipped: dict[str, list[str]] = {"no caption file": [], "empty caption file": [], "unreadable image": []}
+        self.skipped: dict[str, list[str]] = {
+            "no caption file": [],
+            "empty caption file": [],
+            "unreadable image": [],
+        }
         pairs = []
         for path in files:
             txt = path.with_suffix(".txt")
@@ -126,7 +139,9 @@ class ImageFolder:
             pairs.append((path, lines))
         if not pairs:
             raise DatasetError(f"no usable image + caption pairs in {self.root}: {self.summary()}")
-        held = [p for p in pairs if int(hashlib.md5(p[0].name.encode()).hexdigest(), 16) % holdout == 0]
+        held = [
+            p for p in pairs if int(hashlib.md5(p[0].name.encode()).hexdigest(), 16) % holdout == 0
+        ]
         self.val = held if len(held) < len(pairs) else []
         self.train = [p for p in pairs if p not in self.val] if self.val else pairs
 
@@ -137,13 +152,17 @@ class ImageFolder:
         for path, _ in sorted(self.train + self.val):
             for file in (path, path.with_suffix(".txt")):
                 stat = file.stat()
-                digest.update(f"|{file.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+                digest.update(
+                    f"|{file.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
         return f"image folder {self.root}, {self.size} px, {digest.hexdigest()[:16]}"
 
     def summary(self) -> str:
         """What was used and what was skipped, in one line."""
         n = len(getattr(self, "train", [])) + len(getattr(self, "val", []))
-        skipped = "; ".join(f"{len(v)} with {k} (e.g. {v[0]})" for k, v in self.skipped.items() if v)
+        skipped = "; ".join(
+            f"{len(v)} with {k} (e.g. {v[0]})" for k, v in self.skipped.items() if v
+        )
         return f"{n} pairs used" + (f"; skipped {skipped}" if skipped else "")
 
     def _load(self, path: Path) -> np.ndarray:
@@ -176,7 +195,9 @@ def stream_seed(seed: int, rank: int, k: int) -> int:
     return seed * 1_000_003 + rank * 1_000_000_007 + k
 
 
-def make_batch(source: Source, batch_size: int, seed: int, rank: int, k: int) -> tuple[torch.Tensor, list[str]]:
+def make_batch(
+    source: Source, batch_size: int, seed: int, rank: int, k: int
+) -> tuple[torch.Tensor, list[str]]:
     """Batch number k: images uint8 (B, 3, S, S) and B captions."""
     rng = random.Random(f"{seed}/{rank}/{k}")
     pairs = [source.draw(rng) for _ in range(batch_size)]
@@ -187,8 +208,16 @@ def make_batch(source: Source, batch_size: int, seed: int, rank: int, k: int) ->
 class Batches(IterableDataset):
     """Batches start, start+1, ... forever; loader workers take turns, so order is kept."""
 
-    def __init__(self, source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0):
-        self.source, self.batch_size, self.seed, self.rank, self.start = source, batch_size, seed, rank, start
+    def __init__(
+        self, source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0
+    ):
+        self.source, self.batch_size, self.seed, self.rank, self.start = (
+            source,
+            batch_size,
+            seed,
+            rank,
+            start,
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         info = get_worker_info()
@@ -199,11 +228,17 @@ class Batches(IterableDataset):
             k += workers
 
 
-def batch_loader(source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0,
-                 workers: int = 1) -> DataLoader:
+def batch_loader(
+    source: Source, batch_size: int, seed: int = 0, rank: int = 0, start: int = 0, workers: int = 1
+) -> DataLoader:
     """An endless loader of `Batches` (workers=0 draws in the main process)."""
-    return DataLoader(Batches(source, batch_size, seed, rank, start), batch_size=None, num_workers=workers,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    return DataLoader(
+        Batches(source, batch_size, seed, rank, start),
+        batch_size=None,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+    )
 
 
 def validation_batch(source: Source, n: int) -> tuple[torch.Tensor, list[str]]:

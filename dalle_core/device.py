@@ -1,4 +1,5 @@
 """Where the model runs: the device, and whether bf16 autocast is native there."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,7 @@ import torch
 
 
 def resolve_device(device: str) -> str:
-    """"auto" picks cuda when available; asking for cuda without it is an error."""
+    """ "auto" picks cuda when available; asking for cuda without it is an error."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

@@ -1,4 +1,5 @@
 """Figures written as PNG: captioned grids of images, and line charts."""
+
 from __future__ import annotations
 
 import textwrap
@@ -10,8 +11,12 @@ from PIL import Image, ImageDraw, ImageFont
 from .images import enlarge
 
 
-def grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, cols: int = 8,
-         scale: int = 3) -> Image.Image:
+def grid(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str] | None = None,
+    cols: int = 8,
+    scale: int = 3,
+) -> Image.Image:
     """A grid of uint8 (S, S, 3) images, enlarged `scale` times, each with its caption below."""
     s = images[0].shape[0] * scale
     font = ImageFont.load_default()
@@ -30,8 +35,12 @@ def grid(images: Sequence[np.ndarray], captions: Sequence[str] | None = None, co
     return canvas
 
 
-def line_chart(series: dict[str, Sequence[tuple[float, float]]], x_label: str, y_label: str,
-               size: tuple[int, int] = (480, 300)) -> Image.Image:
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    size: tuple[int, int] = (480, 300),
+) -> Image.Image:
     """A plain line chart of named (x, y) series, axes fitted to the data (y from 0 when all y >= 0)."""
     W, H, m = *size, 46
     points = [p for s in series.values() for p in s]
@@ -87,7 +96,10 @@ def bar_chart(rows: dict[str, dict[str, float | None]], x_label: str, bar: int =
             if value is None:
                 d.text((left + 2, y0 - 2), "n/a", fill="gray", font=font)
             else:
-                d.rectangle([left, y0, left + max(1, round(value * right)), y0 + bar - 2], fill=colors[j % len(colors)])
+                d.rectangle(
+                    [left, y0, left + max(1, round(value * right)), y0 + bar - 2],
+                    fill=colors[j % len(colors)],
+                )
     bottom = top + group * len(rows)
     d.line([(left, top - 2), (left, bottom)], fill="black")
     for v in (0, 0.5, 1):

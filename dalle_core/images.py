@@ -1,4 +1,5 @@
 """Images as the models see them: uint8 arrays (S, S, 3) <-> float tensors (B, 3, S, S) in [0, 1]."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 images (B, S, S, 3) or (B, 3, S, S) tensors -> float in [0, 1] (B, 3, S, S)."""
-    t = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a copy: inputs may be read-only
+    t = (
+        images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
+    )  # a copy: inputs may be read-only
     if t.shape[-1] == 3:
         t = t.permute(0, 3, 1, 2)
     return t.float() / 255.0

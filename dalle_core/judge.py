@@ -1,4 +1,5 @@
 """The world's evaluator: parse an image back into a scene (or a layout's panels), and judge it against a caption."""
+
 from __future__ import annotations
 
 import random
@@ -39,7 +40,10 @@ _COLOR_RGB = np.array(list(COLORS.values()), dtype=np.float32)
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background above which a pixel is foreground
 MIN_AREA = 0.004  # components smaller than this fraction of the canvas are noise
 UPRIGHT = tuple((s, "up") for s in SHAPES)  # the v1 templates: (shape, direction)
-ORIENTED = (*UPRIGHT, *(("triangle", d) for d in DIRECTIONS if d != "up"))  # v2: a triangle may point anywhere
+ORIENTED = (
+    *UPRIGHT,
+    *(("triangle", d) for d in DIRECTIONS if d != "up"),
+)  # v2: a triangle may point anywhere
 
 
 def parse(image: np.ndarray, oriented: bool = False) -> Scene:
@@ -51,18 +55,25 @@ def parse(image: np.ndarray, oriented: bool = False) -> Scene:
     img = np.asarray(image, dtype=np.float32)[..., :3]
     W = img.shape[0]
     bg_idx = _background(img)
-    objects = parse_objects(img, _BG_RGB[bg_idx], W, SIZE_SPLIT * W, oriented, min_area=MIN_AREA * W * W)
+    objects = parse_objects(
+        img, _BG_RGB[bg_idx], W, SIZE_SPLIT * W, oriented, min_area=MIN_AREA * W * W
+    )
     return Scene(_BG_NAMES[bg_idx], objects)
 
 
 def _background(img: np.ndarray) -> int:
     """The index of the background named by most border pixels."""
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    return int(np.bincount(np.argmin(((border[:, None] - _BG_RGB) ** 2).sum(-1), axis=1), minlength=3).argmax())
+    return int(
+        np.bincount(
+            np.argmin(((border[:, None] - _BG_RGB) ** 2).sum(-1), axis=1), minlength=3
+        ).argmax()
+    )
 
 
-def parse_objects(img: np.ndarray, bg: np.ndarray, unit: float, split: float, oriented: bool,
-                  min_area: float) -> tuple[Obj, ...]:
+def parse_objects(
+    img: np.ndarray, bg: np.ndarray, unit: float, split: float, oriented: bool, min_area: float
+) -> tuple[Obj, ...]:
     """The objects of a float RGB image (H, W, 3) on background colour `bg`: geometry in units of `unit`
     pixels, small when the box side is below `split` pixels; components of fewer than `min_area`
     pixels are noise."""
@@ -85,12 +96,25 @@ def parse_objects(img: np.ndarray, bg: np.ndarray, unit: float, split: float, or
         alpha = _coverage(img, mask, bg, _COLOR_RGB[color_idx])
         # the thresholded box is off by up to ~2 px (anti-aliased rims, thin tips): fit the side too
         fits = [(t, d) for t in templates for d in np.arange(side - 2.5, side + 2.01, 0.5)]
-        (shape, direction), side = max(fits, key=lambda f: _soft_iou(
-            alpha, shape_coverage(f[0][0], bcx, bcy, f[1], W, H, f[0][1])))
-        ox, oy = centroid_offset(shape, direction, side)  # store the box centre: Obj.centre adds it back
+        (shape, direction), side = max(
+            fits,
+            key=lambda f: _soft_iou(alpha, shape_coverage(f[0][0], bcx, bcy, f[1], W, H, f[0][1])),
+        )
+        ox, oy = centroid_offset(
+            shape, direction, side
+        )  # store the box centre: Obj.centre adds it back
         cx, cy = xs.mean() + 0.5 - ox, ys.mean() + 0.5 - oy
-        objects.append(Obj(shape, _COLOR_NAMES[color_idx], "small" if side < split else "large",
-                           cx / unit, cy / unit, side / unit, direction))
+        objects.append(
+            Obj(
+                shape,
+                _COLOR_NAMES[color_idx],
+                "small" if side < split else "large",
+                cx / unit,
+                cy / unit,
+                side / unit,
+                direction,
+            )
+        )
     return tuple(objects)
 
 
@@ -130,8 +154,12 @@ def parse_layout(image: np.ndarray, kind: str) -> tuple[str, tuple[tuple[Obj, ..
     bg_idx = _background(img)
     k = KINDS[kind]
     unit = k.unit_share * W
-    panels = tuple(parse_objects(img[y0:y1, x0:x1], _BG_RGB[bg_idx], unit, k.split * unit, True, MIN_AREA * W * W)
-                   for y0, y1, x0, x1 in panel_boxes(kind, W))
+    panels = tuple(
+        parse_objects(
+            img[y0:y1, x0:x1], _BG_RGB[bg_idx], unit, k.split * unit, True, MIN_AREA * W * W
+        )
+        for y0, y1, x0, x1 in panel_boxes(kind, W)
+    )
     return _BG_NAMES[bg_idx], panels
 
 
@@ -161,7 +189,10 @@ def judge_layout(image: np.ndarray, c: LayoutCaption) -> tuple[bool, str]:
                 return False, f"panel {name} holds no object"
         rules = rules_shown(a, b, "analogy")
         if c.transform and c.transform not in rules:
-            return False, f"panels A and B do not show the rule {c.transform.words.removeprefix('the same ')!r}"
+            return (
+                False,
+                f"panels A and B do not show the rule {c.transform.words.removeprefix('the same ')!r}",
+            )
         if not c.transform and len(rules) != 1:
             return False, f"panels A and B show {len(rules)} rules, not one"
         rule = c.transform or rules[0]
@@ -177,7 +208,12 @@ def judge_layout(image: np.ndarray, c: LayoutCaption) -> tuple[bool, str]:
     if len(last) != 1:
         return False, f"panel 9 holds {len(last)} objects where the answer is {describe(answer)}"
     got = last[0]
-    if (got.shape, got.color, got.size, got.direction) != (answer.shape, answer.color, answer.size, "up"):
+    if (got.shape, got.color, got.size, got.direction) != (
+        answer.shape,
+        answer.color,
+        answer.size,
+        "up",
+    ):
         return False, f"panel 9: {describe(got)} where the answer is {describe(answer)}"
     return True, "ok"
 
@@ -188,8 +224,16 @@ def scenes_match(a: Scene, b: Scene, tol: float = 0.04) -> bool:
         return False
     rest = list(b.objects)
     for o in a.objects:
-        match = next((p for p in rest if (p.shape, p.color, p.size) == (o.shape, o.color, o.size)
-                      and abs(p.cx - o.cx) <= tol and abs(p.cy - o.cy) <= tol), None)
+        match = next(
+            (
+                p
+                for p in rest
+                if (p.shape, p.color, p.size) == (o.shape, o.color, o.size)
+                and abs(p.cx - o.cx) <= tol
+                and abs(p.cy - o.cy) <= tol
+            ),
+            None,
+        )
         if match is None:
             return False
         rest.remove(match)

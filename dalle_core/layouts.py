@@ -16,6 +16,7 @@ analogy panel (largest 0.70 P) and 0.5 P of a matrix panel (largest 0.80 P), so 
 win and boxes keep `PANEL_MARGIN` of P from their panel's edge: objects of neighbouring panels
 are then at least 0.033 W apart, as far as the v1 world keeps any two objects (`world.GAP`).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,12 +53,19 @@ from .world import (
 
 LAYOUTS = ("pair", "analogy", "matrix")
 PANEL_MARGIN = 0.05  # boxes keep this share of their panel's side P (a half's height) from its edge
-CENTRE_TOLERANCE = 0.1  # a transformed centre may be this far (in frame units: W, or P) from where it belongs
-MATRIX_OFFSET = 0.1  # a matrix object's box centre lies within this (of P) of its panel's centre, on each axis
+CENTRE_TOLERANCE = (
+    0.1  # a transformed centre may be this far (in frame units: W, or P) from where it belongs
+)
+MATRIX_OFFSET = (
+    0.1  # a matrix object's box centre lies within this (of P) of its panel's centre, on each axis
+)
 TRANSFORM_KINDS = ("same", "color", "shape", "size", "mirrored", "upside down")
 RULE_KINDS = TRANSFORM_KINDS[1:]  # an analogy's rules: every transform but "the same"
-MATRIX_RULES = {"shape": ("constant", "distribute three", "progression"), "color": ("constant", "distribute three"),
-                "size": ("constant",)}  # size, with two values, cannot take "distribute three"
+MATRIX_RULES = {
+    "shape": ("constant", "distribute three", "progression"),
+    "color": ("constant", "distribute three"),
+    "size": ("constant",),
+}  # size, with two values, cannot take "distribute three"
 _FLIP = {"up": "down", "down": "up"}
 _MIRROR = {"left": "right", "right": "left"}
 
@@ -66,6 +74,7 @@ _MIRROR = {"left": "right", "right": "left"}
 class Kind:
     """A layout's geometry: `rows` x `cols` panels, each 1 unit wide and `height` high, the unit being
     `unit_share` of W; box sides drawn from `sizes` (in units), read as small below `split`."""
+
     rows: int
     cols: int
     unit_share: float
@@ -85,7 +94,9 @@ class Kind:
 
 
 KINDS = {
-    "pair": Kind(2, 1, 1.0, 0.5, SIZE_RANGES, SIZE_SPLIT),  # sizes as fractions of W, the v1 rules in each half
+    "pair": Kind(
+        2, 1, 1.0, 0.5, SIZE_RANGES, SIZE_SPLIT
+    ),  # sizes as fractions of W, the v1 rules in each half
     "analogy": Kind(2, 2, 0.5, 1.0, {"small": (0.30, 0.40), "large": (0.55, 0.70)}, 0.475),
     "matrix": Kind(3, 3, 1 / 3, 1.0, {"small": (0.40, 0.50), "large": (0.65, 0.80)}, 0.575),
 }
@@ -95,17 +106,24 @@ def check_side(kind: str, W: int) -> None:
     """ValueError unless a canvas of side W holds the layout: panels on whole pixels, margins of 1 px or more."""
     k = KINDS[kind]
     if W % k.rows or W % k.cols:
-        raise ValueError(f"a {kind} layout needs a side divisible by {math.lcm(k.rows, k.cols)}, got {W}")
+        raise ValueError(
+            f"a {kind} layout needs a side divisible by {math.lcm(k.rows, k.cols)}, got {W}"
+        )
     least = math.ceil(MARGIN_PX / (PANEL_MARGIN * k.height * k.unit_share))
     if W < least:
-        raise ValueError(f"a {kind} layout needs a side of at least {least} px (for 1 px margins), got {W}")
+        raise ValueError(
+            f"a {kind} layout needs a side of at least {least} px (for 1 px margins), got {W}"
+        )
 
 
 def panel_boxes(kind: str, W: int) -> list[tuple[int, int, int, int]]:
     """Each panel's pixel rectangle (y0, y1, x0, x1) in raster order."""
     k = KINDS[kind]
-    return [(r * W // k.rows, (r + 1) * W // k.rows, c * W // k.cols, (c + 1) * W // k.cols)
-            for r in range(k.rows) for c in range(k.cols)]
+    return [
+        (r * W // k.rows, (r + 1) * W // k.rows, c * W // k.cols, (c + 1) * W // k.cols)
+        for r in range(k.rows)
+        for c in range(k.cols)
+    ]
 
 
 def completed_region(kind: str, grid: int) -> tuple[int, int] | None:
@@ -119,9 +137,11 @@ def completed_region(kind: str, grid: int) -> tuple[int, int] | None:
 
 # ----------------------------------------------------------------------------- layouts and transforms
 
+
 @dataclass(frozen=True)
 class Layout:
     """A background and the objects of each panel (raster order), each in its panel's frame."""
+
     kind: str
     background: str
     panels: tuple[tuple[Obj, ...], ...]
@@ -131,14 +151,21 @@ class Layout:
 class Transform:
     """A pair's transform or an analogy's rule: `kind` one of TRANSFORM_KINDS, `value` the color, shape or
     size it sets (None for the others)."""
+
     kind: str
     value: str | None = None
 
     @property
     def words(self) -> str:
         """How a caption says it: "the same", "the same in green", "the same as circles", ..."""
-        tail = {"same": "", "color": f" in {self.value}", "shape": f" as {PLURALS.get(self.value or '', '')}",
-                "size": f" but {self.value}", "mirrored": " mirrored", "upside down": " upside down"}[self.kind]
+        tail = {
+            "same": "",
+            "color": f" in {self.value}",
+            "shape": f" as {PLURALS.get(self.value or '', '')}",
+            "size": f" but {self.value}",
+            "mirrored": " mirrored",
+            "upside down": " upside down",
+        }[self.kind]
         return "the same" + tail
 
 
@@ -156,7 +183,15 @@ def apply(t: Transform, objs: tuple[Obj, ...], kind: str, rng: random.Random) ->
         return objs
     out = []
     for o in objs:
-        shape, color, size, cx, cy, s, direction = o.shape, o.color, o.size, o.cx, o.cy, o.s, o.direction
+        shape, color, size, cx, cy, s, direction = (
+            o.shape,
+            o.color,
+            o.size,
+            o.cx,
+            o.cy,
+            o.s,
+            o.direction,
+        )
         if t.kind == "color":
             color = t.value
         elif t.kind in ("shape", "size"):
@@ -179,16 +214,27 @@ def apply(t: Transform, objs: tuple[Obj, ...], kind: str, rng: random.Random) ->
 def describe(o: Obj) -> str:
     """An object in the caption grammar, all its attributes stated ("a small red triangle pointing down")."""
     direction = o.direction if o.shape == "triangle" and o.direction != "up" else None
-    return caption_of(Expectation((Group(o.shape, color=o.color, size=o.size, direction=direction),)))
+    return caption_of(
+        Expectation((Group(o.shape, color=o.color, size=o.size, direction=direction),))
+    )
 
 
 def _same(want: Obj, got: Obj, tol: float) -> bool:
-    return ((got.shape, got.color, got.size, got.direction) == (want.shape, want.color, want.size, want.direction)
-            and math.dist(got.centre, want.centre) <= tol)
+    return (got.shape, got.color, got.size, got.direction) == (
+        want.shape,
+        want.color,
+        want.size,
+        want.direction,
+    ) and math.dist(got.centre, want.centre) <= tol
 
 
 def _differ(want: Obj, got: Obj, tol: float) -> str | None:
-    if (got.shape, got.color, got.size, got.direction) != (want.shape, want.color, want.size, want.direction):
+    if (got.shape, got.color, got.size, got.direction) != (
+        want.shape,
+        want.color,
+        want.size,
+        want.direction,
+    ):
         return f"{describe(got)} where {describe(want)} belongs"
     d = math.dist(got.centre, want.centre)
     return f"{describe(got)} lies {d:.2f} from where it belongs" if d > tol else None
@@ -197,22 +243,30 @@ def _differ(want: Obj, got: Obj, tol: float) -> str | None:
 def matches(want: tuple[Obj, ...], got: tuple[Obj, ...], tol: float = CENTRE_TOLERANCE) -> bool:
     """Whether the objects `got` are `want`: the same shapes, colors, sizes, directions and count, each centre
     within `tol` of its counterpart's."""
-    return len(got) == len(want) and any(all(_same(w, got[k], tol) for w, k in zip(want, order, strict=True))
-                                         for order in permutations(range(len(got))))
+    return len(got) == len(want) and any(
+        all(_same(w, got[k], tol) for w, k in zip(want, order, strict=True))
+        for order in permutations(range(len(got)))
+    )
 
 
-def mismatch(want: tuple[Obj, ...], got: tuple[Obj, ...], tol: float = CENTRE_TOLERANCE) -> str | None:
+def mismatch(
+    want: tuple[Obj, ...], got: tuple[Obj, ...], tol: float = CENTRE_TOLERANCE
+) -> str | None:
     """Why the objects `got` are not `want` (see `matches`), or None when they are."""
     if matches(want, got, tol):
         return None
     if len(got) != len(want):
         return f"{len(got)} objects where {len(want)} belong"
-    reasons = [[r for w, k in zip(want, order, strict=True) if (r := _differ(w, got[k], tol))]
-               for order in permutations(range(len(got)))]
+    reasons = [
+        [r for w, k in zip(want, order, strict=True) if (r := _differ(w, got[k], tol))]
+        for order in permutations(range(len(got)))
+    ]
     return "; ".join(min(reasons, key=len))
 
 
-def rules_shown(a: tuple[Obj, ...], b: tuple[Obj, ...], kind: str, tol: float = CENTRE_TOLERANCE) -> list[Transform]:
+def rules_shown(
+    a: tuple[Obj, ...], b: tuple[Obj, ...], kind: str, tol: float = CENTRE_TOLERANCE
+) -> list[Transform]:
     """The rules (transforms but "the same") that turn the objects `a` into `b`."""
     rng = random.Random(0)  # sides drawn for a new size do not matter: only centres are compared
     return [t for t in all_transforms(RULE_KINDS) if matches(apply(t, a, kind, rng), b, tol)]
@@ -220,8 +274,9 @@ def rules_shown(a: tuple[Obj, ...], b: tuple[Obj, ...], kind: str, tol: float = 
 
 # ----------------------------------------------------------------------------- matrices
 
+
 def _rows(values: list[str]) -> list[list[str]]:
-    return [values[i:i + 3] for i in (0, 3, 6)]
+    return [values[i : i + 3] for i in (0, 3, 6)]
 
 
 def rule_holds(rule: str, values: list[str]) -> bool:
@@ -233,7 +288,11 @@ def rule_holds(rule: str, values: list[str]) -> bool:
         cols = [values[c::3] for c in range(3)]
         return len({frozenset(r) for r in rows}) == 1 and all(len(set(x)) == 3 for x in rows + cols)
     if rule == "progression":
-        return all(SHAPES.index(r[c + 1]) == (SHAPES.index(r[c]) + 1) % len(SHAPES) for r in rows for c in (0, 1))
+        return all(
+            SHAPES.index(r[c + 1]) == (SHAPES.index(r[c]) + 1) % len(SHAPES)
+            for r in rows
+            for c in (0, 1)
+        )
     raise ValueError(f"unknown matrix rule {rule!r}")
 
 
@@ -256,10 +315,12 @@ def matrix_answer(panels: list[Obj]) -> Obj | None:
 
 # ----------------------------------------------------------------------------- captions
 
+
 @dataclass(frozen=True)
 class LayoutCaption:
     """What a layout's caption says: its kind; for a pair the transform and, if named, the top scene; for an
     analogy the rule, if named."""
+
     kind: str
     transform: Transform | None = None
     scene: Expectation | None = None
@@ -270,7 +331,9 @@ def caption_of_layout(c: LayoutCaption) -> str:
     if c.kind == "matrix":
         return "a puzzle"
     if c.kind == "analogy":
-        return "a visual analogy" + (f": {c.transform.words.removeprefix('the same ')}" if c.transform else "")
+        return "a visual analogy" + (
+            f": {c.transform.words.removeprefix('the same ')}" if c.transform else ""
+        )
     top = f"{caption_of(c.scene)} on the top and " if c.scene else ""
     return f"{top}{c.transform.words} on the bottom"
 
@@ -309,20 +372,30 @@ def parse_layout_caption(text: str) -> LayoutCaption | None:
         return LayoutCaption("analogy", rule)
     if not text.endswith(" on the bottom"):
         return None
-    scene_text, named, transform_text = text.removesuffix(" on the bottom").rpartition(" on the top and ")
+    scene_text, named, transform_text = text.removesuffix(" on the bottom").rpartition(
+        " on the top and "
+    )
     scene = parse_caption(scene_text) if named else None
-    if scene and (scene.relation or scene.background or scene.n_objects > 3 or any(
-            g.where or g.direction for g in scene.groups)):
-        raise CaptionError("a pair's top scene is 1-3 objects with no position, relation, direction or background")
+    if scene and (
+        scene.relation
+        or scene.background
+        or scene.n_objects > 3
+        or any(g.where or g.direction for g in scene.groups)
+    ):
+        raise CaptionError(
+            "a pair's top scene is 1-3 objects with no position, relation, direction or background"
+        )
     return LayoutCaption("pair", _parse_transform(transform_text), scene)
 
 
 # ----------------------------------------------------------------------------- sampling
 
+
 @dataclass(frozen=True)
 class LayoutSample:
     """A layout and everything its caption can say (a pair's top scene and transform, an analogy's rule);
     for a matrix, the rule of each attribute."""
+
     layout: Layout
     caption: LayoutCaption
     matrix_rules: dict[str, str] | None = None
@@ -340,16 +413,24 @@ class LayoutSample:
 def fits_panel(objs: tuple[Obj, ...], k: Kind) -> bool:
     """Whether boxes keep the margin to their panel's edge and the gap between each other."""
     m = k.margin
-    inside = all(m + o.s / 2 <= o.cx <= 1 - m - o.s / 2 and m + o.s / 2 <= o.cy <= k.height - m - o.s / 2
-                 for o in objs)
-    return inside and not any(boxes_touch(a, b, k.gap) for i, a in enumerate(objs) for b in objs[i + 1:])
+    inside = all(
+        m + o.s / 2 <= o.cx <= 1 - m - o.s / 2 and m + o.s / 2 <= o.cy <= k.height - m - o.s / 2
+        for o in objs
+    )
+    return inside and not any(
+        boxes_touch(a, b, k.gap) for i, a in enumerate(objs) for b in objs[i + 1 :]
+    )
 
 
 @cache
 def _shapes_for(t: Transform) -> list[str]:
     """The shapes an object may have before `t`: not the one a shape transform sets, nor one whose held-out
     color a color transform sets."""
-    return [s for s in SHAPES if not (t.kind == "shape" and s == t.value) and (t.value, s) not in HELD_OUT]
+    return [
+        s
+        for s in SHAPES
+        if not (t.kind == "shape" and s == t.value) and (t.value, s) not in HELD_OUT
+    ]
 
 
 @cache
@@ -357,8 +438,13 @@ def _colors_for(shape: str, t: Transform) -> list[str]:
     """The colors an object of `shape` may have before `t`: no held-out pair before or after it, and not the
     color a color transform sets."""
     after = t.value if t.kind == "shape" else shape
-    return [c for c in COLORS if (c, shape) not in HELD_OUT and (c, after) not in HELD_OUT
-            and not (t.kind == "color" and c == t.value)]
+    return [
+        c
+        for c in COLORS
+        if (c, shape) not in HELD_OUT
+        and (c, after) not in HELD_OUT
+        and not (t.kind == "color" and c == t.value)
+    ]
 
 
 @cache
@@ -367,8 +453,9 @@ def _sizes_for(t: Transform) -> list[str]:
     return [s for s in ("small", "large") if not (t.kind == "size" and s == t.value)]
 
 
-def _place(slots: list[Group], kind: str, t: Transform, rng: random.Random, tries: int = 20
-           ) -> tuple[Obj, ...] | None:
+def _place(
+    slots: list[Group], kind: str, t: Transform, rng: random.Random, tries: int = 20
+) -> tuple[Obj, ...] | None:
     """Objects for these slots placed in a panel (each tried at up to `tries` random positions), unstated
     colors and sizes drawn from those that `t` allows (`_colors_for`, `_sizes_for`), or None when one
     found no room."""
@@ -380,7 +467,9 @@ def _place(slots: list[Group], kind: str, t: Transform, rng: random.Random, trie
         color = g.color or rng.choice(_colors_for(g.shape, t))
         lo = k.margin + s / 2
         for _ in range(tries):
-            o = Obj(g.shape, color, size, rng.uniform(lo, 1 - lo), rng.uniform(lo, k.height - lo), s)
+            o = Obj(
+                g.shape, color, size, rng.uniform(lo, 1 - lo), rng.uniform(lo, k.height - lo), s
+            )
             if not any(boxes_touch(o, p, k.gap) for p in objs):
                 objs.append(o)
                 break
@@ -394,8 +483,9 @@ def _draw_transform(rng: random.Random, kinds: tuple[str, ...]) -> Transform:
     return rng.choice(all_transforms((rng.choice(kinds),)))
 
 
-def _before_after(slots: list[Group], t: Transform, kind: str, rng: random.Random
-                  ) -> tuple[tuple[Obj, ...], tuple[Obj, ...]] | None:
+def _before_after(
+    slots: list[Group], t: Transform, kind: str, rng: random.Random
+) -> tuple[tuple[Obj, ...], tuple[Obj, ...]] | None:
     """A panel and the panel that `t` makes of it, both fitting their panel, or None. Objects that a size
     transform grows are placed grown, so that they fit, then made small for the panel before."""
     k = KINDS[kind]
@@ -437,7 +527,9 @@ def sample_pair(rng: random.Random, transform_kind: str | None = None) -> Layout
     t = _draw_transform(rng, (transform_kind,) if transform_kind else TRANSFORM_KINDS)
     while True:
         groups = _top_groups(rng, t)
-        drawn = _before_after([replace(g, count=1) for g in groups for _ in range(g.count)], t, "pair", rng)
+        drawn = _before_after(
+            [replace(g, count=1) for g in groups for _ in range(g.count)], t, "pair", rng
+        )
         if drawn is not None:
             layout = Layout("pair", rng.choice(list(BACKGROUNDS)), drawn)
             return LayoutSample(layout, LayoutCaption("pair", t, Expectation(tuple(groups))))
@@ -454,13 +546,19 @@ def _analogy_slots(rng: random.Random, rule: Transform) -> list[Group]:
 def sample_analogy(rng: random.Random, rule_kind: str | None = None) -> LayoutSample:
     """An analogy A B / C D whose rule (of `rule_kind`, else any) is the only transform that turns A into B."""
     rule = _draw_transform(rng, (rule_kind,) if rule_kind else RULE_KINDS)
-    other_flip = {"mirrored": Transform("upside down"), "upside down": Transform("mirrored")}.get(rule.kind)
+    other_flip = {"mirrored": Transform("upside down"), "upside down": Transform("mirrored")}.get(
+        rule.kind
+    )
     while True:
         ab = _before_after(_analogy_slots(rng, rule), rule, "analogy", rng)
         # The rule is the only transform that turns A into B: a color, shape or size rule by construction (no
         # object of A had the value it sets, and it alone changes that attribute); a flip moves some object
         # (`_before_after`) and must not look like the other flip too.
-        if not ab or other_flip and matches(apply(other_flip, ab[0], "analogy", rng), ab[1], 2 * CENTRE_TOLERANCE):
+        if (
+            not ab
+            or other_flip
+            and matches(apply(other_flip, ab[0], "analogy", rng), ab[1], 2 * CENTRE_TOLERANCE)
+        ):
             continue
         cd = _before_after(_analogy_slots(rng, rule), rule, "analogy", rng)
         if cd:
@@ -473,7 +571,10 @@ def _attribute_grid(rule: str, values: list[str], rng: random.Random) -> list[st
     if rule == "constant":
         return [v for v in (rng.choice(values) for _ in range(3)) for _ in range(3)]
     if rule == "distribute three":
-        three, step = rng.sample(values, 3), rng.choice([1, 2])  # a Latin square: each row a shift of the first
+        three, step = (
+            rng.sample(values, 3),
+            rng.choice([1, 2]),
+        )  # a Latin square: each row a shift of the first
         return [three[(c + step * r) % 3] for r in range(3) for c in range(3)]
     starts = [rng.randrange(len(SHAPES)) for _ in range(3)]
     return [SHAPES[(starts[r] + c) % len(SHAPES)] for r in range(3) for c in range(3)]
@@ -495,9 +596,14 @@ def sample_matrix(rng: random.Random) -> LayoutSample:
         for shape, color, size in zip(grids["shape"], grids["color"], grids["size"], strict=True):
             s = rng.uniform(*k.sizes[size])
             b = min(MATRIX_OFFSET, 0.5 - s / 2 - k.margin)
-            panels.append((Obj(shape, color, size, 0.5 + rng.uniform(-b, b), 0.5 + rng.uniform(-b, b), s),))
-        return LayoutSample(Layout("matrix", rng.choice(list(BACKGROUNDS)), tuple(panels)), LayoutCaption("matrix"),
-                            matrix_rules=rules)
+            panels.append(
+                (Obj(shape, color, size, 0.5 + rng.uniform(-b, b), 0.5 + rng.uniform(-b, b), s),)
+            )
+        return LayoutSample(
+            Layout("matrix", rng.choice(list(BACKGROUNDS)), tuple(panels)),
+            LayoutCaption("matrix"),
+            matrix_rules=rules,
+        )
 
 
 SAMPLERS = {"pair": sample_pair, "analogy": sample_analogy, "matrix": sample_matrix}
@@ -505,13 +611,24 @@ SAMPLERS = {"pair": sample_pair, "analogy": sample_analogy, "matrix": sample_mat
 
 # ----------------------------------------------------------------------------- rendering
 
+
 def on_canvas(layout: Layout, W: int) -> Scene:
     """The layout as one scene of the whole canvas (objects in fractions of W)."""
     unit = KINDS[layout.kind].unit_share * W
     objs = []
     for (y0, _, x0, _), panel in zip(panel_boxes(layout.kind, W), layout.panels, strict=True):
-        objs += [Obj(o.shape, o.color, o.size, (x0 + o.cx * unit) / W, (y0 + o.cy * unit) / W, o.s * unit / W,
-                     o.direction) for o in panel]
+        objs += [
+            Obj(
+                o.shape,
+                o.color,
+                o.size,
+                (x0 + o.cx * unit) / W,
+                (y0 + o.cy * unit) / W,
+                o.s * unit / W,
+                o.direction,
+            )
+            for o in panel
+        ]
     return Scene(layout.background, tuple(objs))
 
 
@@ -524,6 +641,7 @@ def render_layout(layout: Layout, W: int) -> np.ndarray:
 @dataclass
 class LayoutImage:
     """A rendered layout with its full caption (a pair's top scene and an analogy's rule named)."""
+
     image: np.ndarray
     caption: str
     sample: LayoutSample

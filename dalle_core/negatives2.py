@@ -13,6 +13,7 @@ Negative images, at most one per kind:
     analogy's D by another rule, a matrix's panel 9 with one attribute changed.
 Every negative is false for its draw, and none shows or names a held-out color-shape pair.
 """
+
 from __future__ import annotations
 
 import random
@@ -63,21 +64,41 @@ from .world2 import Sample2, has_held_out, sample2
 
 def _direction(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """A lone triangle said to point another way (an unstated direction is up)."""
-    return shuffled([regroup(e, i, direction=d) for i, g in enumerate(e.groups) if g.shape == "triangle"
-                      and g.count == 1 for d in DIRECTIONS if d != (g.direction or "up")], rng)
+    return shuffled(
+        [
+            regroup(e, i, direction=d)
+            for i, g in enumerate(e.groups)
+            if g.shape == "triangle" and g.count == 1
+            for d in DIRECTIONS
+            if d != (g.direction or "up")
+        ],
+        rng,
+    )
 
 
 def _second_edition(edit: Edit) -> Edit:
     """`edit` for a second-edition caption: a direction kept only by a lone triangle (a shape or count edit may
     leave one elsewhere), and no candidate that names a held-out pair."""
+
     def edited(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
-        out = [replace(c, groups=tuple(g if g.shape == "triangle" and g.count == 1 else replace(g, direction=None)
-                                       for g in c.groups)) for c in edit(e, scene, rng)]
+        out = [
+            replace(
+                c,
+                groups=tuple(
+                    g if g.shape == "triangle" and g.count == 1 else replace(g, direction=None)
+                    for g in c.groups
+                ),
+            )
+            for c in edit(e, scene, rng)
+        ]
         return [c for c in out if not has_held_out(c)]
+
     return edited
 
 
-EDITS2: dict[str, Edit] = {kind: _second_edition(edit) for kind, edit in {**EDITS, "direction": _direction}.items()}
+EDITS2: dict[str, Edit] = {
+    kind: _second_edition(edit) for kind, edit in {**EDITS, "direction": _direction}.items()
+}
 
 
 def _clean(objs: tuple[Obj, ...]) -> bool:
@@ -87,7 +108,10 @@ def _clean(objs: tuple[Obj, ...]) -> bool:
 def negative_captions(s: Sample2, rng: random.Random) -> dict[str, str]:
     """Captions close to the draw's that are false for it, at most one per kind (see the module)."""
     if s.kind == "scene":
-        return {kind: phrase(c, s.style) for kind, c in false_edits(s.expectation, s.scene, rng, EDITS2).items()}
+        return {
+            kind: phrase(c, s.style)
+            for kind, c in false_edits(s.expectation, s.scene, rng, EDITS2).items()
+        }
     panels, said = s.layout.layout.panels, s.said
     if s.kind == "pair":
         for t in shuffled(all_transforms(), rng):
@@ -104,8 +128,13 @@ def negative_captions(s: Sample2, rng: random.Random) -> dict[str, str]:
 
 def _turned(scene: Scene) -> list[Scene]:
     """The scene with one triangle pointing another way (its box unchanged, so the scene stays valid)."""
-    return [with_objects(scene, {i: replace(o, direction=d)}) for i, o in enumerate(scene.objects)
-            if o.shape == "triangle" for d in DIRECTIONS if d != o.direction]
+    return [
+        with_objects(scene, {i: replace(o, direction=d)})
+        for i, o in enumerate(scene.objects)
+        if o.shape == "triangle"
+        for d in DIRECTIONS
+        if d != o.direction
+    ]
 
 
 def _wrong_answers(s: Sample2, rng: random.Random) -> list[tuple[Obj, ...]]:
@@ -119,11 +148,22 @@ def _wrong_answers(s: Sample2, rng: random.Random) -> list[tuple[Obj, ...]]:
         size = "small" if o.size == "large" else "large"
         side = rng.uniform(*k.sizes[size])
         bound = min(MATRIX_OFFSET, 0.5 - side / 2 - k.margin)
-        out.append((replace(o, size=size, s=side, cx=0.5 + min(max(o.cx - 0.5, -bound), bound),
-                            cy=0.5 + min(max(o.cy - 0.5, -bound), bound)),))
+        out.append(
+            (
+                replace(
+                    o,
+                    size=size,
+                    s=side,
+                    cx=0.5 + min(max(o.cx - 0.5, -bound), bound),
+                    cy=0.5 + min(max(o.cy - 0.5, -bound), bound),
+                ),
+            )
+        )
         return out
     given, right = (panels[0], panels[1]) if kind == "pair" else (panels[2], panels[3])
-    return [wrong for t in all_transforms() if not matches(wrong := apply(t, given, kind, rng), right)]
+    return [
+        wrong for t in all_transforms() if not matches(wrong := apply(t, given, kind, rng), right)
+    ]
 
 
 def negative_images(s: Sample2, rng: random.Random) -> dict[str, Scene | Layout]:
@@ -132,7 +172,9 @@ def negative_images(s: Sample2, rng: random.Random) -> dict[str, Scene | Layout]
     if s.kind == "scene":
         candidates = {**scene_edits(s.scene), "direction": _turned(s.scene)}
         candidates = {k: [c for c in v if _clean(c.objects)] for k, v in candidates.items()}
-        meaning = parse_caption(caption_of(s.expectation))  # sizes as the judge reads them ("big" is large)
+        meaning = parse_caption(
+            caption_of(s.expectation)
+        )  # sizes as the judge reads them ("big" is large)
         return false_scenes(meaning, candidates, rng)
     layout = s.layout.layout
     k = KINDS[s.kind]
@@ -147,8 +189,9 @@ def render_negative(x: Scene | Layout, W: int) -> np.ndarray:
     return render(x, W) if isinstance(x, Scene) else render_layout(x, W)
 
 
-def world2_batch(batch_size: int, seed: int, rank: int, k: int, size: int = 96
-                 ) -> tuple[torch.Tensor, list[str], list[Sample2]]:
+def world2_batch(
+    batch_size: int, seed: int, rank: int, k: int, size: int = 96
+) -> tuple[torch.Tensor, list[str], list[Sample2]]:
     """Batch number k of the second edition with its draws: the pairs of
     `data.make_batch(ShapesWorld2(size), batch_size, seed, rank, k)`, and what each image shows."""
     rng = random.Random(f"{seed}/{rank}/{k}")
@@ -156,8 +199,9 @@ def world2_batch(batch_size: int, seed: int, rank: int, k: int, size: int = 96
     return stack([s.image for s in samples]), [s.caption for s in samples], samples
 
 
-def with_negatives2(images: torch.Tensor, samples: list[Sample2], texts: int, pictures: int, rng: random.Random
-                    ) -> tuple[torch.Tensor, list[str], list[int], list[int]]:
+def with_negatives2(
+    images: torch.Tensor, samples: list[Sample2], texts: int, pictures: int, rng: random.Random
+) -> tuple[torch.Tensor, list[str], list[int], list[int]]:
     """`train_clip.with_negatives` for draws of the second edition: (all images, all captions, image owners,
     text owners)."""
     size = images.shape[-1]

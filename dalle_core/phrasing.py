@@ -10,6 +10,7 @@ own, so the final "." or "!" is in the training captions, where the model learns
 The evaluation's `phrasing` category uses phrasings outside these families (`held_out_phrasing`):
 other fillers, other conjunctions, and the color after the shape ("a circle in red").
 """
+
 from __future__ import annotations
 
 import random
@@ -18,16 +19,32 @@ from dataclasses import dataclass, replace
 from .layouts import LayoutCaption, caption_of_layout
 from .world import Expectation, Group, caption_of
 
-FILLERS = ("an image of", "there is", "draw", "show", "a drawing of", "make")  # "there is" says "there are" too
+FILLERS = (
+    "an image of",
+    "there is",
+    "draw",
+    "show",
+    "a drawing of",
+    "make",
+)  # "there is" says "there are" too
 CONJUNCTIONS = ("with", "next to")  # join two groups, in either order
-EVAL_FILLERS = ("a picture of", "please draw", "generate", "an illustration of", "i would like", "can you draw",
-                "paint", "render")
+EVAL_FILLERS = (
+    "a picture of",
+    "please draw",
+    "generate",
+    "an illustration of",
+    "i would like",
+    "can you draw",
+    "paint",
+    "render",
+)
 EVAL_CONJUNCTIONS = ("along with", "plus", "as well as", "together with")
 
 
 @dataclass(frozen=True)
 class Style:
     """One draw of the training families; the defaults say a caption exactly as the grammar does."""
+
     filler: str | None = None  # one of FILLERS
     article: str = "a"  # "a" (the grammar's a/an), "none" or "the"
     relative: bool = False  # a stated color in a relative clause: "a circle that is red"
@@ -101,7 +118,9 @@ def phrase_layout(c: LayoutCaption, style: Style) -> str:
     """A layout's caption in a style: a pair's top scene phrased as a scene; no filler before a pair whose
     caption is the transform alone ("the same mirrored on the bottom")."""
     if c.kind == "pair" and c.scene:
-        text = f"{_scene(c.scene, style)} on the top and {caption_of_layout(replace(c, scene=None))}"
+        text = (
+            f"{_scene(c.scene, style)} on the top and {caption_of_layout(replace(c, scene=None))}"
+        )
         return _finish(text, style, plural=c.scene.groups[0].count > 1)
     return _finish(caption_of_layout(c), style, plural=False, filler=c.kind != "pair")
 
@@ -118,8 +137,17 @@ def held_out_phrasing(e: Expectation, rng: random.Random) -> str:
     if kind == "filler":
         return f"{rng.choice(EVAL_FILLERS)} {caption_of(e)}"
     if kind == "conjunction":
-        return _join([caption_of(Expectation((g,))) for g in e.groups], e, rng.choice(EVAL_CONJUNCTIONS), False)
-    parts = [caption_of(Expectation((replace(g, color=None, where=None),))) + (f" in {g.color}" if g.color else "")
-             + (f" {g.where}" if g.where else "") for g in e.groups]
+        return _join(
+            [caption_of(Expectation((g,))) for g in e.groups],
+            e,
+            rng.choice(EVAL_CONJUNCTIONS),
+            False,
+        )
+    parts = [
+        caption_of(Expectation((replace(g, color=None, where=None),)))
+        + (f" in {g.color}" if g.color else "")
+        + (f" {g.where}" if g.where else "")
+        for g in e.groups
+    ]
     text = _join(parts, e, "and", False)
     return f"{text} on a {e.background} background" if e.background else text

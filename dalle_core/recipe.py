@@ -12,6 +12,7 @@ transformer, which gets every thread.
 A finished stage leaves its exported files in the directory; an interrupted one leaves a
 resumable run under `runs/<stage>/` that `--resume` continues.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,13 +28,25 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (CheckpointError, load_model, matches_manifest, sha256, write_bytes, write_json,
-                         write_manifest)
+from .checkpoint import (
+    CheckpointError,
+    load_model,
+    matches_manifest,
+    sha256,
+    write_bytes,
+    write_json,
+    write_manifest,
+)
 from .data import open_source
 from .device import resolve_device
 from .text import TextTokenizer
-from .train_transformer import (TransformerRecipe, TransformerTask, precompute_tokens, token_cache_is_current,
-                                token_cache_key)
+from .train_transformer import (
+    TransformerRecipe,
+    TransformerTask,
+    precompute_tokens,
+    token_cache_is_current,
+    token_cache_key,
+)
 from .train_vae import VAERecipe, VAETask
 from .training import TrainArgs, barrier, rank_and_world, train
 from .transformer import (
@@ -50,6 +63,7 @@ STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
 @dataclass
 class Recipe:
     """Sizes and schedules of every stage."""
+
     image_size: int = 64
     text_len: int = 26
     text_vocab: int = 512
@@ -63,8 +77,14 @@ class Recipe:
     decoder_steps: int = 300
     decoder_lr: float = 5e-4
     token_pairs: int = 200_000
-    transformer: dict = field(default_factory=lambda: {"n_layer": 4, "n_head": 6, "n_embd": 192,
-                                                       "attn_masks": ("causal",) * 4})
+    transformer: dict = field(
+        default_factory=lambda: {
+            "n_layer": 4,
+            "n_head": 6,
+            "n_embd": 192,
+            "attn_masks": ("causal",) * 4,
+        }
+    )
     transformer_recipe: TransformerRecipe = field(default_factory=TransformerRecipe)
     transformer_steps: int = 6000
     transformer_batch: int = 64
@@ -76,25 +96,50 @@ class Recipe:
 
 
 TINY = Recipe(
-    captions=2000, vae=VAEConfig(widths=(8, 8, 16, 16), codebook=64), vae_recipe=VAERecipe(val_images=32),
-    vae_steps=30, vae_batch=16, decoder_steps=10, token_pairs=512,
+    captions=2000,
+    vae=VAEConfig(widths=(8, 8, 16, 16), codebook=64),
+    vae_recipe=VAERecipe(val_images=32),
+    vae_steps=30,
+    vae_batch=16,
+    decoder_steps=10,
+    token_pairs=512,
     transformer={"n_layer": 2, "n_head": 2, "n_embd": 32, "attn_masks": ("causal", "conv")},
-    transformer_recipe=TransformerRecipe(val_samples=8), transformer_steps=30, transformer_batch=16,
-    clip_steps=30, clip_batch=16,
+    transformer_recipe=TransformerRecipe(val_samples=8),
+    transformer_steps=30,
+    transformer_batch=16,
+    clip_steps=30,
+    clip_batch=16,
 )
 
 # The paper's layout (256 px images, a 32 x 32 grid of 8192 codes, 256 text tokens of a 16384 BPE
 # vocabulary, row/column/conv masks) at a size for a few GPUs, for a folder of your own data
 # (`dalle train all --paper --data DIR --device cuda`; see docs/scaling.md). Batches are per process.
 PAPER = Recipe(
-    image_size=256, text_len=256, text_vocab=16384, captions=1_000_000,
-    vae=VAEConfig(f=8, codebook=8192, widths=(128, 256, 256, 512), n_res=2), vae_recipe=VAERecipe(val_images=256),
-    vae_steps=100_000, vae_batch=32, vae_lr=1e-3, decoder_steps=10_000, token_pairs=1_000_000,
+    image_size=256,
+    text_len=256,
+    text_vocab=16384,
+    captions=1_000_000,
+    vae=VAEConfig(f=8, codebook=8192, widths=(128, 256, 256, 512), n_res=2),
+    vae_recipe=VAERecipe(val_images=256),
+    vae_steps=100_000,
+    vae_batch=32,
+    vae_lr=1e-3,
+    decoder_steps=10_000,
+    token_pairs=1_000_000,
     transformer={"n_layer": 24, "n_head": 16, "n_embd": 1024, "attn_masks": paper_masks(24)},
-    transformer_steps=200_000, transformer_batch=8, transformer_lr=3e-4,
-    clip={"image_widths": (64, 128, 256, 256, 512, 512), "text_width": 512, "text_layers": 6, "text_heads": 8,
-          "embed_dim": 512},
-    clip_steps=50_000, clip_batch=128, clip_lr=5e-4,
+    transformer_steps=200_000,
+    transformer_batch=8,
+    transformer_lr=3e-4,
+    clip={
+        "image_widths": (64, 128, 256, 256, 512, 512),
+        "text_width": 512,
+        "text_layers": 6,
+        "text_heads": 8,
+        "embed_dim": 512,
+    },
+    clip_steps=50_000,
+    clip_batch=128,
+    clip_lr=5e-4,
 )
 PRESETS = {"shapes": Recipe(), "tiny": TINY, "paper": PAPER}
 
@@ -102,6 +147,7 @@ PRESETS = {"shapes": Recipe(), "tiny": TINY, "paper": PAPER}
 @dataclass
 class Run:
     """Where and how a recipe runs."""
+
     out: Path
     recipe: Recipe
     data: str = "shapes"
@@ -112,14 +158,29 @@ class Run:
     workers: int = 1
     judge: bool = True  # world evaluator metrics during validation (shapes world only)
     accum: int = 1  # micro-batches per optimizer step
-    init: Path | None = None  # a checkpoint directory whose weights (and tokenizer) the stages start from
+    init: Path | None = (
+        None  # a checkpoint directory whose weights (and tokenizer) the stages start from
+    )
 
     def args(self, stage: str, steps: int, batch: int, lr: float, **kw) -> TrainArgs:
         every = max(steps // 6, 1)
-        return TrainArgs(out=str(self.out / "runs" / stage), steps=steps, batch_size=batch, accum=self.accum, lr=lr,
-                         warmup=min(200, max(steps // 10, 1)), seed=self.seed, device=self.device,
-                         resume=self.resume, val_every=every, ckpt_every=max(every // 2, 1),
-                         log_every=max(1, min(25, steps // 10)), threads=self.threads, workers=self.workers, **kw)
+        return TrainArgs(
+            out=str(self.out / "runs" / stage),
+            steps=steps,
+            batch_size=batch,
+            accum=self.accum,
+            lr=lr,
+            warmup=min(200, max(steps // 10, 1)),
+            seed=self.seed,
+            device=self.device,
+            resume=self.resume,
+            val_every=every,
+            ckpt_every=max(every // 2, 1),
+            log_every=max(1, min(25, steps // 10)),
+            threads=self.threads,
+            workers=self.workers,
+            **kw,
+        )
 
 
 def done(run: Run, stage: str) -> bool:
@@ -127,21 +188,40 @@ def done(run: Run, stage: str) -> bool:
     the VAE, tokenizer and data there now)."""
     out = run.out
     if stage == "tokens":
-        return (done(run, "tokenizer") and done(run, "vae")
-                and token_cache_is_current(out / "runs" / "tokens.safetensors", _tokens_key(run)))
+        return (
+            done(run, "tokenizer")
+            and done(run, "vae")
+            and token_cache_is_current(out / "runs" / "tokens.safetensors", _tokens_key(run))
+        )
     if stage == "decoder":  # its VAE is the exported one (the vae stage exports another)
         own = out / "runs" / "decoder" / "vae.safetensors"
-        return own.exists() and matches_manifest(out / "vae.safetensors") and sha256(own) == sha256(out / "vae.safetensors")
-    names = {"tokenizer": "tokenizer.json", "vae": "vae.safetensors", "transformer": "transformer.safetensors",
-             "clip": "clip.safetensors"}
-    return matches_manifest(out / names[stage])  # a file copied in but not yet in the manifest is not done
+        return (
+            own.exists()
+            and matches_manifest(out / "vae.safetensors")
+            and sha256(own) == sha256(out / "vae.safetensors")
+        )
+    names = {
+        "tokenizer": "tokenizer.json",
+        "vae": "vae.safetensors",
+        "transformer": "transformer.safetensors",
+        "clip": "clip.safetensors",
+    }
+    return matches_manifest(
+        out / names[stage]
+    )  # a file copied in but not yet in the manifest is not done
 
 
 def _tokens_key(run: Run, vae: DiscreteVAE | None = None) -> dict:
     r = run.recipe
     vae = vae or load_model(run.out, "vae", DiscreteVAE, VAEConfig)
-    return token_cache_key(open_source(run.data, r.image_size), vae, TextTokenizer.load(run.out), r.token_pairs,
-                           run.seed, _token_val(r))
+    return token_cache_key(
+        open_source(run.data, r.image_size),
+        vae,
+        TextTokenizer.load(run.out),
+        r.token_pairs,
+        run.seed,
+        _token_val(r),
+    )
 
 
 def _token_val(r: Recipe) -> int:
@@ -167,42 +247,94 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     elif stage == "tokenizer":
         tok = TextTokenizer.train(source.captions(r.captions), r.text_len, r.text_vocab)
         tok.save(out)
-        print(f"tokenizer: {tok.vocab_size} tokens, {len(tok.words)} words -> {out / 'tokenizer.json'}")
+        print(
+            f"tokenizer: {tok.vocab_size} tokens, {len(tok.words)} words -> {out / 'tokenizer.json'}"
+        )
     elif stage == "vae":
         args = run.args("vae", r.vae_steps, r.vae_batch, r.vae_lr)
-        model = (_same_size(load_model(run.init, "vae", DiscreteVAE, VAEConfig, device), r.image_size, run.init / "vae.json")
-                 if run.init else DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device))
+        model = (
+            _same_size(
+                load_model(run.init, "vae", DiscreteVAE, VAEConfig, device),
+                r.image_size,
+                run.init / "vae.json",
+            )
+            if run.init
+            else DiscreteVAE(replace(r.vae, image_size=r.image_size)).to(device)
+        )
         train(VAETask(model, source, args, r.vae_recipe, faithful=run.judge), args)
         model.cpu()
         exported = ("vae", "vae")
     elif stage == "decoder":
         args = run.args("decoder", r.decoder_steps, r.vae_batch, r.decoder_lr)
         model = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
-        train(VAETask(model, source, args, replace(r.vae_recipe, decoder_only_from=0.0), faithful=run.judge), args)
+        train(
+            VAETask(
+                model,
+                source,
+                args,
+                replace(r.vae_recipe, decoder_only_from=0.0),
+                faithful=run.judge,
+            ),
+            args,
+        )
         model.cpu()
         exported = ("decoder", "vae")
     elif stage == "tokens":
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
-        precompute_tokens(out / "runs" / "tokens.safetensors", source, vae, TextTokenizer.load(out), r.token_pairs,
-                          seed=run.seed, val=_token_val(r))
+        precompute_tokens(
+            out / "runs" / "tokens.safetensors",
+            source,
+            vae,
+            TextTokenizer.load(out),
+            r.token_pairs,
+            seed=run.seed,
+            val=_token_val(r),
+        )
     elif stage == "transformer":
         tok = TextTokenizer.load(out)
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
-        config = TransformerConfig(text_vocab=tok.vocab_size, text_len=tok.length, pad_id=tok.pad_id,
-                                   image_vocab=vae.config.codebook, grid=vae.config.grid, **r.transformer)
-        args = run.args("transformer", r.transformer_steps, r.transformer_batch, r.transformer_lr, weight_decay=0.01)
-        model = load_transformer(run.init, tok, vae.config, device) if run.init else DalleTransformer(config).to(device)
-        task = TransformerTask(model, out / "runs" / "tokens.safetensors", vae, tok, args, r.transformer_recipe,
-                               judge=run.judge)
+        config = TransformerConfig(
+            text_vocab=tok.vocab_size,
+            text_len=tok.length,
+            pad_id=tok.pad_id,
+            image_vocab=vae.config.codebook,
+            grid=vae.config.grid,
+            **r.transformer,
+        )
+        args = run.args(
+            "transformer",
+            r.transformer_steps,
+            r.transformer_batch,
+            r.transformer_lr,
+            weight_decay=0.01,
+        )
+        model = (
+            load_transformer(run.init, tok, vae.config, device)
+            if run.init
+            else DalleTransformer(config).to(device)
+        )
+        task = TransformerTask(
+            model,
+            out / "runs" / "tokens.safetensors",
+            vae,
+            tok,
+            args,
+            r.transformer_recipe,
+            judge=run.judge,
+        )
         train(task, args)
         exported = ("transformer", "transformer")
     elif stage == "clip":
         from .clip import load_clip, make_clip
         from .train_clip import ClipTask
+
         tok = TextTokenizer.load(out)
         args = run.args("clip", r.clip_steps, r.clip_batch, r.clip_lr)
-        model = (_same_size(load_clip(run.init, tok, device), r.image_size, run.init / "clip.json") if run.init
-                 else make_clip(tok, r.image_size, **r.clip).to(device))
+        model = (
+            _same_size(load_clip(run.init, tok, device), r.image_size, run.init / "clip.json")
+            if run.init
+            else make_clip(tok, r.image_size, **r.clip).to(device)
+        )
         train(ClipTask(model, source, tok, args), args)
         exported = ("clip", "clip")
     else:
@@ -221,8 +353,10 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
 def _same_size(model: torch.nn.Module, image_size: int, config: Path) -> torch.nn.Module:
     """`model` if it reads images of the recipe's size, else `CheckpointError` naming both."""
     if model.config.image_size != image_size:
-        raise CheckpointError(f"{config} is for {model.config.image_size} px images, but this recipe trains on "
-                              f"{image_size} px")
+        raise CheckpointError(
+            f"{config} is for {model.config.image_size} px images, but this recipe trains on "
+            f"{image_size} px"
+        )
     return model
 
 
@@ -259,12 +393,19 @@ def train_all(run: Run) -> None:
                 if rank_and_world()[0] == 0 and stage not in finished_beside:
                     print(f"{stage}: already done, skipped")
                 continue
-            if (stage == "vae" and not done(run, "clip") and threads >= 2 and rank_and_world()[1] == 1
-                    and resolve_device(run.device) == "cpu"):
+            if (
+                stage == "vae"
+                and not done(run, "clip")
+                and threads >= 2
+                and rank_and_world()[1] == 1
+                and resolve_device(run.device) == "cpu"
+            ):
                 beside = Beside.start("clip", replace(run, threads=1))
             run_stage(stage, replace(run, threads=threads - 1 if beside is not None else threads))
     finally:
-        if beside is not None and beside.process.is_alive():  # this process failed or was interrupted
+        if (
+            beside is not None and beside.process.is_alive()
+        ):  # this process failed or was interrupted
             beside.process.terminate()
             beside.process.join()
 
@@ -276,6 +417,7 @@ class StageFailed(RuntimeError):
 @dataclass
 class Beside:
     """A stage training in a child process, its output in `runs/<stage>.log`."""
+
     stage: str
     out: Path
     process: multiprocessing.process.BaseProcess
@@ -283,14 +425,16 @@ class Beside:
     log: Path
 
     @classmethod
-    def start(cls, stage: str, run: Run) -> "Beside":
+    def start(cls, stage: str, run: Run) -> Beside:
         log = run.out / "runs" / f"{stage}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         ctx = multiprocessing.get_context("spawn")
         seconds = ctx.Value("d", 0.0)
         process = ctx.Process(target=_stage_to_log, args=(stage, run, log, seconds, os.getpid()))
         process.start()
-        print(f"{stage}: training beside the other stages, in process {process.pid} (progress in {log})")
+        print(
+            f"{stage}: training beside the other stages, in process {process.pid} (progress in {log})"
+        )
         return cls(stage, run.out, process, seconds, log)
 
     def finish(self) -> None:
@@ -300,8 +444,10 @@ class Beside:
         self.process.join()
         if self.process.exitcode != 0:
             tail = "".join(self.log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-            raise StageFailed(f"the {self.stage} stage failed (exit code {self.process.exitcode}); "
-                               f"the end of {self.log}:\n{tail}")
+            raise StageFailed(
+                f"the {self.stage} stage failed (exit code {self.process.exitcode}); "
+                f"the end of {self.log}:\n{tail}"
+            )
         _record(self.out, self.stage, self.seconds.value)
         write_manifest(self.out)
         print(f"{self.stage}: finished beside the other stages in {self.seconds.value:.0f} s")

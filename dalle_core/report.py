@@ -5,6 +5,7 @@ Every category is a set of prompts drawn with a fixed seed; each prompt is sampl
 best-of-1 (one candidate, no reranking) and best-of-N (N candidates reranked by the scorer),
 and the top image is judged by the world's evaluator.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,6 +72,7 @@ def _binding(k: int) -> Callable[[random.Random], str]:
     def make(rng: random.Random) -> str:
         colors, shapes = rng.sample(list(COLORS), k), [rng.choice(SHAPES) for _ in range(k)]
         return _say(*(Group(s, color=c) for c, s in zip(colors, shapes, strict=True)))
+
     return make
 
 
@@ -109,24 +111,41 @@ def prompts(category: str, n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: int = 0,
-             categories: list[str] | None = None, samples_dir: Path | None = None) -> dict:
+def evaluate(
+    model: Dalle,
+    per_category: int = 40,
+    candidates: int = 16,
+    seed: int = 0,
+    categories: list[str] | None = None,
+    samples_dir: Path | None = None,
+) -> dict:
     """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean.
 
     A second-edition category also reports its chance level where the spec gives one, the words of its
     prompts the model never saw in training, or why it does not apply to the model (its numbers then None).
     """
     categories = categories or list(ALL_CATEGORIES)
-    report: dict = {"per_category": per_category, "candidates": candidates, "seed": seed, "results": {}}
+    report: dict = {
+        "per_category": per_category,
+        "candidates": candidates,
+        "seed": seed,
+        "results": {},
+    }
     t0 = time.time()
     for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
         row, notes = {}, {}
         if cat in CATEGORIES2:
             reason = not_applicable(cat, model.image_size, model.grid)
             if reason:
-                report["results"][cat] = {"best_of_1": None, f"best_of_{candidates}": None, "not_applicable": reason}
+                report["results"][cat] = {
+                    "best_of_1": None,
+                    f"best_of_{candidates}": None,
+                    "not_applicable": reason,
+                }
                 continue
-            said = [case(cat, i, seed, model.image_size, model.grid).prompt for i in range(per_category)]
+            said = [
+                case(cat, i, seed, model.image_size, model.grid).prompt for i in range(per_category)
+            ]
             notes["unknown_words"] = sorted({w for p in said for w in model.unknown_words(p)})
             if cat in CHANCE:
                 notes["chance"] = CHANCE[cat]
@@ -140,8 +159,9 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
             row[label] = float(np.mean(passed))
             if samples_dir is not None:
                 samples_dir.mkdir(parents=True, exist_ok=True)
-                grid([e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2).save(
-                    samples_dir / f"{cat}-{label}.png")
+                grid(
+                    [e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2
+                ).save(samples_dir / f"{cat}-{label}.png")
         report["results"][cat] = {**row, **notes}
     for label in ("best_of_1", f"best_of_{candidates}"):
         six = [report["results"][c][label] for c in GENEVAL_SIX if c in report["results"]]
@@ -150,7 +170,9 @@ def evaluate(model: Dalle, per_category: int = 40, candidates: int = 16, seed: i
     return report
 
 
-def _trial(model: Dalle, category: str, i: int, candidates: int, seed: int) -> tuple[bool, np.ndarray, str]:
+def _trial(
+    model: Dalle, category: str, i: int, candidates: int, seed: int
+) -> tuple[bool, np.ndarray, str]:
     settings = dict(n=1, candidates=candidates, seed=seed * 100_003 + i)
     if category != "completion":
         caption = prompts(category, i + 1, seed)[i]
@@ -173,29 +195,56 @@ def write_report(report: dict, out: Path) -> None:
     columns = labels + (["chance"] if any("chance" in row for row in rows.values()) else [])
     lines = ["| category | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for cat, row in rows.items():
-        lines.append(f"| {cat} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.2f}" for k in columns) + " |")
+        lines.append(
+            f"| {cat} | "
+            + " | ".join("-" if row.get(k) is None else f"{row[k]:.2f}" for k in columns)
+            + " |"
+        )
     overall = report["overall"]
-    lines.append("| **overall (GenEval six)** | " + " | ".join(
-        f"**{overall[k]:.2f}**" if overall.get(k) is not None else "-" for k in labels)
-        + " | -" * (len(columns) - len(labels)) + " |")
-    notes = [f"- {cat}: not applicable: {row['not_applicable']}"
-             for cat, row in rows.items() if "not_applicable" in row]
-    notes += [f"- {cat}: its prompts hold words the model never saw in training ({', '.join(row['unknown_words'])})"
-              for cat, row in rows.items() if row.get("unknown_words")]
+    lines.append(
+        "| **overall (GenEval six)** | "
+        + " | ".join(f"**{overall[k]:.2f}**" if overall.get(k) is not None else "-" for k in labels)
+        + " | -" * (len(columns) - len(labels))
+        + " |"
+    )
+    notes = [
+        f"- {cat}: not applicable: {row['not_applicable']}"
+        for cat, row in rows.items()
+        if "not_applicable" in row
+    ]
+    notes += [
+        f"- {cat}: its prompts hold words the model never saw in training ({', '.join(row['unknown_words'])})"
+        for cat, row in rows.items()
+        if row.get("unknown_words")
+    ]
     if notes:
-        lines += ["", "Second-edition categories (shapes-world-v2.md); a model that never saw their words or layouts "
-                      "scores about chance on them:", "", *notes]
-    (out / "eval.md").write_text(f"{report['per_category']} prompts per category, seed {report['seed']}, "
-                                 f"{report['seconds']} s.\n\n" + "\n".join(lines) + "\n")
+        lines += [
+            "",
+            "Second-edition categories (shapes-world-v2.md); a model that never saw their words or layouts "
+            "scores about chance on them:",
+            "",
+            *notes,
+        ]
+    (out / "eval.md").write_text(
+        f"{report['per_category']} prompts per category, seed {report['seed']}, "
+        f"{report['seconds']} s.\n\n" + "\n".join(lines) + "\n"
+    )
     _plot(report, labels, out / "eval.png")
-    bar_chart({cat: {label.replace("_", " "): row[label] for label in labels} for cat, row in rows.items()},
-              "accuracy").save(out / "categories.png")
+    bar_chart(
+        {
+            cat: {label.replace("_", " "): row[label] for label in labels}
+            for cat, row in rows.items()
+        },
+        "accuracy",
+    ).save(out / "categories.png")
 
 
 def _plot(report: dict, labels: list[str], path: Path) -> None:
     """Accuracy of binding_1..4 against the number of objects, one line per label."""
     ks = [k for k in range(1, 5) if f"binding_{k}" in report["results"]]
     if ks:
-        series = {label.replace("_", " "): [(k, report["results"][f"binding_{k}"][label]) for k in ks]
-                  for label in labels}
+        series = {
+            label.replace("_", " "): [(k, report["results"][f"binding_{k}"][label]) for k in ks]
+            for label in labels
+        }
         line_chart(series, "objects in the prompt (binding_k)", "accuracy").save(path)

@@ -14,6 +14,7 @@ the completed token rectangle, as v1's `completion` does. A layout whose panels 
 model's token grid (3 x 3 panels on an 8 x 8 grid) cannot be completed honestly: its categories are
 reported as not applicable. None of these prompts holds a held-out pair except `novel`'s.
 """
+
 from __future__ import annotations
 
 import random
@@ -48,9 +49,21 @@ from .world import (
 )
 
 TRANSLATIONS = {f"translation_{kind.replace(' ', '_')}": kind for kind in TRANSFORM_KINDS}
-CATEGORIES2 = ("orientation", *TRANSLATIONS, "translation_prompt", "analogy", "matrix", "phrasing", "novel")
-LAYOUT_OF = {**dict.fromkeys(TRANSLATIONS, "pair"), "translation_prompt": "pair", "analogy": "analogy",
-             "matrix": "matrix"}
+CATEGORIES2 = (
+    "orientation",
+    *TRANSLATIONS,
+    "translation_prompt",
+    "analogy",
+    "matrix",
+    "phrasing",
+    "novel",
+)
+LAYOUT_OF = {
+    **dict.fromkeys(TRANSLATIONS, "pair"),
+    "translation_prompt": "pair",
+    "analogy": "analogy",
+    "matrix": "matrix",
+}
 CHANCE = {"analogy": 1 / 80, "matrix": 1 / 80}  # a guess among 5 shapes x 8 colors x 2 sizes
 
 
@@ -58,6 +71,7 @@ CHANCE = {"analogy": 1 / 80, "matrix": 1 / 80}  # a guess among 5 shapes x 8 col
 class Case:
     """One trial: the prompt, the caption the image is judged against, and for completion the given image
     and the (row, col) token cell where the completed rectangle starts."""
+
     prompt: str
     judged: str
     given: np.ndarray | None = None
@@ -98,7 +112,9 @@ def _with_another(g: Group, rng: random.Random) -> str:
 
 def _geneval_prompt(rng: random.Random) -> str:
     """A prompt in one of the GenEval six forms (as the v1 categories say them), without held-out pairs."""
-    form = rng.choice(["single_object", "colors", "counting", "two_object", "position", "color_attr"])
+    form = rng.choice(
+        ["single_object", "colors", "counting", "two_object", "position", "color_attr"]
+    )
     a, b = _object(rng), _object(rng)
     if form == "single_object":
         groups, relation = (Group(a.shape),), None
@@ -106,7 +122,10 @@ def _geneval_prompt(rng: random.Random) -> str:
         groups, relation = (a,), None
     elif form == "counting":
         n = rng.randint(2, 4)
-        groups, relation = (Group(a.shape, count=n, article={2: "two", 3: "three", 4: "four"}[n]),), None
+        groups, relation = (
+            (Group(a.shape, count=n, article={2: "two", 3: "three", 4: "four"}[n]),),
+            None,
+        )
     elif form == "two_object":
         groups, relation = (Group(a.shape), Group(b.shape)), None
     elif form == "position":
@@ -121,7 +140,9 @@ def case(category: str, i: int, seed: int, image_size: int, grid: int) -> Case:
     rng = random.Random(f"{category}/{seed}/{i}")
     if category == "orientation":
         color = rng.choice([c for c in COLORS if (c, "triangle") not in HELD_OUT])
-        prompt = _with_another(Group("triangle", color=color, direction=rng.choice(DIRECTIONS)), rng)
+        prompt = _with_another(
+            Group("triangle", color=color, direction=rng.choice(DIRECTIONS)), rng
+        )
         return Case(prompt, prompt)
     if category == "novel":
         color, shape = rng.choice(sorted(HELD_OUT))
@@ -151,7 +172,9 @@ def kept(original: np.ndarray, image: np.ndarray, y: int, x: int) -> bool:
     return bool(np.array_equal(image[outside], original[outside]))
 
 
-def trial(model: Dalle, category: str, i: int, candidates: int, seed: int) -> tuple[bool, np.ndarray, str]:
+def trial(
+    model: Dalle, category: str, i: int, candidates: int, seed: int
+) -> tuple[bool, np.ndarray, str]:
     """Run trial i of a category on the model: (passed, the top image, the prompt)."""
     c = case(category, i, seed, model.image_size, model.grid)
     settings = dict(n=1, candidates=candidates, seed=seed * 100_003 + i)

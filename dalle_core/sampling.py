@@ -98,7 +98,9 @@ def stream(
             raise ValueError(f"image tokens must be in [0, {cfg.image_vocab})")
         tokens[:, r0:, c0:] = -1
     copies = 2 if params.guidance > 1 else 1
-    ids = torch.cat([text, torch.full((n, 1), cfg.image_bos, device=device), tokens.flatten(1)], dim=1)
+    ids = torch.cat(
+        [text, torch.full((n, 1), cfg.image_bos, device=device), tokens.flatten(1)], dim=1
+    )
     ids = ids.repeat(copies, 1)  # (copies*n, T+1+N): the stream inputs, then the last image token
     ids[n:, :T] = cfg.pad_id  # unconditional rows
     return _fill(model, ids, n, params, r0, c0)
@@ -150,11 +152,15 @@ def _fill(
                 else:
                     logits = step(ids[:, T + j], T + j)
                 if j % grid >= c0:  # in the rectangle: sample it (else it is given)
-                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(len(ids) // n)
+                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(
+                        len(ids) // n
+                    )
         yield ids[:n, T + 1 :].view(n, grid, grid).clone()
 
 
-def _prefill(model: DalleTransformer, prefix: torch.Tensor, n: int) -> tuple[DecodeStep, torch.Tensor]:
+def _prefill(
+    model: DalleTransformer, prefix: torch.Tensor, n: int
+) -> tuple[DecodeStep, torch.Tensor]:
     """The decoding step after the prefix ids (rows, p), and the image logits (rows, V) at its end.
 
     Where each half of the rows (the conditional and the unconditional ones) shares one prefix (one caption, one
@@ -184,24 +190,37 @@ def _pick(
     if params.top_p < 1:
         probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
     # torch.multinomial's draw of one sample (the same exponential race and random stream), without its checks
-    choice = probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(-1, keepdim=True)  # (n, 1)
+    choice = probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(
+        -1, keepdim=True
+    )  # (n, 1)
     return (choice if index is None else index.gather(1, choice)).view(-1)
 
 
 def _compute_dtype(model: DalleTransformer) -> torch.dtype:
     """The autocast dtype where autocast is on for the model's device, else the parameters' dtype."""
     device = model.image_head.weight.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.image_head.weight.dtype
+    return (
+        torch.get_autocast_dtype(device)
+        if torch.is_autocast_enabled(device)
+        else model.image_head.weight.dtype
+    )
 
 
 def _batch_of(x: torch.Tensor, n: int, shape: tuple[int, ...], name: str) -> torch.Tensor:
     """x of shape ``shape``, (1, *shape) or (n, *shape) as an (n, *shape) long tensor."""
-    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+    if not isinstance(x, torch.Tensor) or x.dtype not in (
+        torch.long,
+        torch.int32,
+        torch.int16,
+        torch.uint8,
+    ):
         raise ValueError(f"{name} must be an integer tensor")
     if tuple(x.shape) == shape:
         x = x[None]
     if x.shape[1:] != shape or x.shape[0] not in (1, n):
-        raise ValueError(f"{name} must have shape {shape}, (1, ...) or ({n}, ...), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape {shape}, (1, ...) or ({n}, ...), got {tuple(x.shape)}"
+        )
     return x.long().expand(n, *shape)
 
 

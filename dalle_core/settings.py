@@ -52,11 +52,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("n", "candidates", "seed"):
-            setattr(self, name, _integer(getattr(self, name), name))  # the sampler takes Python ints only
+            setattr(
+                self, name, _integer(getattr(self, name), name)
+            )  # the sampler takes Python ints only
         if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise ValueError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
+            raise ValueError(
+                f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}"
+            )
         if not 1 <= self.n <= self.candidates:
-            raise ValueError(f"n must be between 1 and the number of candidates ({self.candidates}), got {self.n}")
+            raise ValueError(
+                f"n must be between 1 and the number of candidates ({self.candidates}), got {self.n}"
+            )
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.top_k is not None:
@@ -67,7 +73,6 @@ class Settings:
         self.temperature = _number(self.temperature, "temperature", *TEMPERATURE_RANGE)
         self.top_p = _number(self.top_p, "top_p", *TOP_P_RANGE)
         self.guidance = _number(self.guidance, "guidance", *GUIDANCE_RANGE)
-
 
 
 def _integer(v: object, name: str) -> int:

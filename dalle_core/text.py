@@ -1,4 +1,5 @@
 """The text tokenizer: byte-level BPE over captions, padded or truncated to a fixed length."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,14 @@ _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 def normalizer() -> normalizers.Normalizer:
     """NFKC, lower case, runs of white space as one space, no leading or trailing space."""
-    return normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(),
-                                 normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+    return normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            normalizers.Lowercase(),
+            normalizers.Replace(Regex(r"\s+"), " "),
+            normalizers.Strip(),
+        ]
+    )
 
 
 def words_of(text: str) -> list[str]:
@@ -49,15 +56,21 @@ class TextTokenizer:
         self.pad_id, self.bos_id, self.eos_id = (tokenizer.token_to_id(t) for t in (PAD, BOS, EOS))
 
     @classmethod
-    def train(cls, captions: Iterable[str], length: int = 32, vocab_size: int = 512) -> "TextTokenizer":
+    def train(
+        cls, captions: Iterable[str], length: int = 32, vocab_size: int = 512
+    ) -> TextTokenizer:
         """Train a BPE tokenizer on captions."""
         captions = list(captions)
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizer()
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=[PAD, BOS, EOS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         tok.train_from_iterator(captions, trainer)
         words = Counter(w for c in captions for w in words_of(c))
         return cls(tok, length, sorted(words))
@@ -103,7 +116,7 @@ class TextTokenizer:
         write_bytes(directory / "tokenizer.json", self.tokenizer.to_str(pretty=True))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "TextTokenizer":
+    def load(cls, directory: str | Path) -> TextTokenizer:
         """Load what `save` wrote; CheckpointError naming the file if one is missing or damaged."""
         directory = Path(directory)
         meta, path = read_json(directory / "text.json"), directory / "tokenizer.json"

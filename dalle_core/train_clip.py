@@ -14,6 +14,7 @@ the position moved. They are extra rows on the text side of the batch:
 With N = 0 this is exactly CLIP's loss. A folder of images has no scenes, so it trains
 with in-batch negatives only.
 """
+
 from __future__ import annotations
 
 import random
@@ -79,11 +80,16 @@ def _colors_of(g: Group, scene: Scene) -> set[str]:
 
 def _color_swap(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """Two groups with their (stated or actual) colors exchanged; failing that, one group given another color."""
-    swaps = [regroup(regroup(e, i, color=cj), j, color=ci)
-             for i, j in combinations(range(len(e.groups)), 2)
-             for ci in sorted(_colors_of(e.groups[i], scene)) for cj in sorted(_colors_of(e.groups[j], scene))
-             if ci != cj]
-    recolors = [regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color]
+    swaps = [
+        regroup(regroup(e, i, color=cj), j, color=ci)
+        for i, j in combinations(range(len(e.groups)), 2)
+        for ci in sorted(_colors_of(e.groups[i], scene))
+        for cj in sorted(_colors_of(e.groups[j], scene))
+        if ci != cj
+    ]
+    recolors = [
+        regroup(e, i, color=c) for i, g in enumerate(e.groups) for c in COLORS if c != g.color
+    ]
     return shuffled(swaps, rng) + shuffled(recolors, rng)
 
 
@@ -93,8 +99,16 @@ def _relation(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectat
         return []
     direction = RELATIONS[e.relation]
     reversed_ = [replace(e, relation=p) for p, d in RELATIONS.items() if d == _OPPOSITE[direction]]
-    reversed_ += [replace(e, groups=e.groups[::-1], relation=p) for p, d in RELATIONS.items() if d == direction]
-    turned = [replace(e, relation=p) for p, d in RELATIONS.items() if d not in (direction, _OPPOSITE[direction])]
+    reversed_ += [
+        replace(e, groups=e.groups[::-1], relation=p)
+        for p, d in RELATIONS.items()
+        if d == direction
+    ]
+    turned = [
+        replace(e, relation=p)
+        for p, d in RELATIONS.items()
+        if d not in (direction, _OPPOSITE[direction])
+    ]
     return shuffled(reversed_, rng) + shuffled(turned, rng)
 
 
@@ -115,17 +129,25 @@ def _count(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation
             if not 1 <= e.n_objects + delta <= 4:
                 continue
             if g.count + delta == 0:
-                groups = e.groups[:i] + e.groups[i + 1:]
+                groups = e.groups[:i] + e.groups[i + 1 :]
             else:
-                groups = regroup(e, i, count=g.count + delta, article=_article(g.article, g.count + delta, rng),
-                                  where=None).groups
+                groups = regroup(
+                    e,
+                    i,
+                    count=g.count + delta,
+                    article=_article(g.article, g.count + delta, rng),
+                    where=None,
+                ).groups
             out.append(replace(e, groups=groups, relation=None))
     return shuffled(out, rng)
 
 
 def _shape(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
     """One group's shape replaced by another."""
-    return shuffled([regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape], rng)
+    return shuffled(
+        [regroup(e, i, shape=s) for i, g in enumerate(e.groups) for s in SHAPES if s != g.shape],
+        rng,
+    )
 
 
 def _background(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectation]:
@@ -139,8 +161,14 @@ def _position(e: Expectation, scene: Scene, rng: random.Random) -> list[Expectat
     return shuffled([regroup(e, 0, where=w) for w in WHERE if w != g.where], rng) if g.where else []
 
 
-EDITS: dict[str, Edit] = {"color_swap": _color_swap, "relation": _relation, "count": _count, "shape": _shape,
-                          "background": _background, "position": _position}
+EDITS: dict[str, Edit] = {
+    "color_swap": _color_swap,
+    "relation": _relation,
+    "count": _count,
+    "shape": _shape,
+    "background": _background,
+    "position": _position,
+}
 
 
 def _with_size_words(e: Expectation, caption: str) -> Expectation:
@@ -160,7 +188,9 @@ def hard_negatives(caption: str, scene: Scene, rng: random.Random) -> dict[str, 
     return {kind: caption_of(c) for kind, c in false_edits(e, scene, rng, EDITS).items()}
 
 
-def false_edits(e: Expectation, scene: Scene, rng: random.Random, edits: dict[str, Edit]) -> dict[str, Expectation]:
+def false_edits(
+    e: Expectation, scene: Scene, rng: random.Random, edits: dict[str, Edit]
+) -> dict[str, Expectation]:
     """For each kind of edit, the first of its candidates (in the edit's shuffled order) whose caption is false
     for `scene` by `world.check`; kinds with none are absent."""
     out = {}
@@ -174,6 +204,7 @@ def false_edits(e: Expectation, scene: Scene, rng: random.Random, edits: dict[st
 
 # ----------------------------------------------------------------------------- negative images
 
+
 def with_objects(scene: Scene, changes: dict[int, world.Obj]) -> Scene:
     """`scene` with the objects at some indices replaced."""
     return replace(scene, objects=tuple(changes.get(k, o) for k, o in enumerate(scene.objects)))
@@ -184,15 +215,32 @@ def scene_edits(scene: Scene) -> dict[str, list[Scene]]:
     objs = scene.objects
     pairs = [(i, j, objs[i], objs[j]) for i, j in combinations(range(len(objs)), 2)]
     return {
-        "color_swap": [with_objects(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
-                       for i, j, a, b in pairs if a.color != b.color],
-        "object_swap": [with_objects(scene, {i: replace(a, shape=b.shape, color=b.color),
-                                      j: replace(b, shape=a.shape, color=a.color)})
-                        for i, j, a, b in pairs if (a.shape, a.color) != (b.shape, b.color)],
-        "mirror": [with_objects(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
-                   with_objects(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)})],
-        "shape": [with_objects(scene, {i: replace(o, shape=s)})
-                  for i, o in enumerate(objs) for s in SHAPES if s != o.shape],
+        "color_swap": [
+            with_objects(scene, {i: replace(a, color=b.color), j: replace(b, color=a.color)})
+            for i, j, a, b in pairs
+            if a.color != b.color
+        ],
+        "object_swap": [
+            with_objects(
+                scene,
+                {
+                    i: replace(a, shape=b.shape, color=b.color),
+                    j: replace(b, shape=a.shape, color=a.color),
+                },
+            )
+            for i, j, a, b in pairs
+            if (a.shape, a.color) != (b.shape, b.color)
+        ],
+        "mirror": [
+            with_objects(scene, {k: replace(o, cx=1 - o.cx) for k, o in enumerate(objs)}),
+            with_objects(scene, {k: replace(o, cy=1 - o.cy) for k, o in enumerate(objs)}),
+        ],
+        "shape": [
+            with_objects(scene, {i: replace(o, shape=s)})
+            for i, o in enumerate(objs)
+            for s in SHAPES
+            if s != o.shape
+        ],
     }
 
 
@@ -208,7 +256,9 @@ def negative_scenes(caption: str, scene: Scene, rng: random.Random) -> dict[str,
     return false_scenes(parse_caption(caption), scene_edits(scene), rng)
 
 
-def false_scenes(e: Expectation, candidates: dict[str, list[Scene]], rng: random.Random) -> dict[str, Scene]:
+def false_scenes(
+    e: Expectation, candidates: dict[str, list[Scene]], rng: random.Random
+) -> dict[str, Scene]:
     """For each kind, a candidate scene (in a shuffled order) for which `e` is false; kinds with none are absent."""
     out = {}
     for kind, scenes in candidates.items():
@@ -220,10 +270,12 @@ def false_scenes(e: Expectation, candidates: dict[str, list[Scene]], rng: random
 
 # ----------------------------------------------------------------------------- objective and data
 
+
 @dataclass
 class ClipBatch:
     """`pairs` matching (image, caption) pairs, then hard negatives: images uint8 (pairs + M, 3, S, S),
     ids (pairs + N, T); `image_owner` (M,) and `text_owner` (N,) name the pair each negative belongs to."""
+
     images: torch.Tensor
     ids: torch.Tensor
     image_owner: torch.Tensor
@@ -238,7 +290,9 @@ def contrastive_loss(logits: torch.Tensor, pairs: int) -> torch.Tensor:
     """CLIP's symmetric InfoNCE on image-by-text logits (pairs + M, pairs + N): image i matches
     text i for i < pairs; the other rows and columns are hard negatives, which match nothing."""
     target = torch.arange(pairs, device=logits.device)
-    return (F.cross_entropy(logits[:pairs], target) + F.cross_entropy(logits[:, :pairs].T, target)) / 2
+    return (
+        F.cross_entropy(logits[:pairs], target) + F.cross_entropy(logits[:, :pairs].T, target)
+    ) / 2
 
 
 def hard_negative_loss(logits: torch.Tensor, pairs: int, text_owner: torch.Tensor) -> torch.Tensor:
@@ -250,13 +304,19 @@ def hard_negative_loss(logits: torch.Tensor, pairs: int, text_owner: torch.Tenso
     swap, its two-way softmax pulls them apart with a gradient as strong as it is blind, which stalls
     training; in the contrastive softmax they are one candidate among many."""
     own = text_owner[None, :] == torch.arange(pairs, device=logits.device)[:, None]  # (pairs, N)
-    choices = torch.cat([logits[:pairs, :pairs].diagonal()[:, None],
-                         logits[:pairs, pairs:].masked_fill(~own, float("-inf"))], dim=1)
+    choices = torch.cat(
+        [
+            logits[:pairs, :pairs].diagonal()[:, None],
+            logits[:pairs, pairs:].masked_fill(~own, float("-inf")),
+        ],
+        dim=1,
+    )
     return F.cross_entropy(choices, torch.zeros(pairs, dtype=torch.long, device=logits.device))
 
 
-def world_batch(batch_size: int, seed: int, rank: int, k: int, size: int = 64
-                ) -> tuple[torch.Tensor, list[str], list[Scene]]:
+def world_batch(
+    batch_size: int, seed: int, rank: int, k: int, size: int = 64
+) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """Batch number k of the shapes world with its scenes: the pairs of
     `data.make_batch(ShapesWorld(size), batch_size, seed, rank, k)`, and what each image shows."""
     rng = random.Random(f"{seed}/{rank}/{k}")
@@ -265,8 +325,14 @@ def world_batch(batch_size: int, seed: int, rank: int, k: int, size: int = 64
     return images, [s.caption for s in samples], [s.scene for s in samples]
 
 
-def with_negatives(images: torch.Tensor, captions: list[str], scenes: list[Scene], texts: int, pictures: int,
-                   rng: random.Random) -> tuple[torch.Tensor, list[str], list[int], list[int]]:
+def with_negatives(
+    images: torch.Tensor,
+    captions: list[str],
+    scenes: list[Scene],
+    texts: int,
+    pictures: int,
+    rng: random.Random,
+) -> tuple[torch.Tensor, list[str], list[int], list[int]]:
     """A batch grown by up to `texts` negative captions and `pictures` negative images per pair,
     of distinct kinds drawn at random: (all images, all captions, image owners, text owners)."""
     size = images.shape[-1]
@@ -302,20 +368,27 @@ def degrade(images: torch.Tensor, blur: float, noise: float) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- the task
 
+
 @dataclass
 class ClipRecipe:
     """What the scorer trains on, besides the `TrainArgs`."""
-    negatives: int = 3  # negative captions per pair (shapes world only; 0 for in-batch negatives only)
+
+    negatives: int = (
+        3  # negative captions per pair (shapes world only; 0 for in-batch negatives only)
+    )
     negative_images: int = 1  # negative images per pair (shapes world only)
     hard_weight: float = 1.0  # weight of `hard_negative_loss` beside the contrastive loss
     blur: float = 0.5  # share of training images blurred (see `degrade`)
     noise: float = 0.02  # std of the pixel noise added to training images
-    val_pairs: int = 1024  # held-out pairs: hard-negative accuracy on all, retrieval on the first 256
+    val_pairs: int = (
+        1024  # held-out pairs: hard-negative accuracy on all, retrieval on the first 256
+    )
 
 
 @dataclass
 class ValidationSet:
     """Held-out images (uint8 (n, 3, S, S)), their captions, and the hard negatives of each (or none)."""
+
     images: torch.Tensor
     captions: list[str]
     negatives: list[dict[str, str]]
@@ -326,7 +399,9 @@ def validation_set(source: Source, n: int) -> ValidationSet:
     if isinstance(source, ShapesWorld):
         samples = [world.sample(VAL_BASE + i, source.size) for i in range(n)]
         images = stack([s.image for s in samples])
-        negatives = [hard_negatives(s.caption, s.scene, random.Random(i)) for i, s in enumerate(samples)]
+        negatives = [
+            hard_negatives(s.caption, s.scene, random.Random(i)) for i, s in enumerate(samples)
+        ]
         return ValidationSet(images, [s.caption for s in samples], negatives)
     if isinstance(source, ShapesWorld2):
         from .negatives2 import negative_captions  # negatives2 builds on this module
@@ -340,8 +415,9 @@ def validation_set(source: Source, n: int) -> ValidationSet:
 
 
 @torch.no_grad()
-def clip_metrics(model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16: bool = False,
-                 chunk: int = 256) -> dict[str, float]:
+def clip_metrics(
+    model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16: bool = False, chunk: int = 256
+) -> dict[str, float]:
     """Held-out metrics of a scorer, all in [0, 1]:
 
     * `neg_<kind>`: share of images scored higher with their caption than with its negative of that kind;
@@ -350,21 +426,28 @@ def clip_metrics(model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16
     """
     device = next(model.parameters()).device
     with autocast(device.type, bf16):
+
         def encode(fn, xs: torch.Tensor) -> torch.Tensor:
-            return torch.cat([fn(xs[i:i + chunk].to(device)) for i in range(0, len(xs), chunk)]).cpu()
+            return torch.cat(
+                [fn(xs[i : i + chunk].to(device)) for i in range(0, len(xs), chunk)]
+            ).cpu()
 
         image = encode(model.encode_image, val.images.float() / 255)
         texts = val.captions
         negs = [(i, kind, text) for i, d in enumerate(val.negatives) for kind, text in d.items()]
-        text = encode(model.encode_text, tokenizer.encode_batch(texts + [t for _, _, t in negs], warn=False))
-    caption, negative = text[:len(texts)], text[len(texts):]
+        text = encode(
+            model.encode_text, tokenizer.encode_batch(texts + [t for _, _, t in negs], warn=False)
+        )
+    caption, negative = text[: len(texts)], text[len(texts) :]
     true = (image * caption).sum(-1)
     metrics = {}
     for kind in (*KINDS, *KINDS2):
         rows = [(j, i) for j, (i, k, _) in enumerate(negs) if k == kind]
         if rows:
             j, i = map(list, zip(*rows, strict=True))
-            metrics[f"neg_{kind}"] = (true[i] > (image[i] * negative[j]).sum(-1)).float().mean().item()
+            metrics[f"neg_{kind}"] = (
+                (true[i] > (image[i] * negative[j]).sum(-1)).float().mean().item()
+            )
     n = min(RETRIEVAL_PAIRS, len(texts))
     sims = image[:n] @ caption[:n].T
     target = torch.arange(n)
@@ -375,10 +458,17 @@ def clip_metrics(model: Clip, tokenizer: TextTokenizer, val: ValidationSet, bf16
 
 class ClipTask:
     """The `Task` that `training.train` runs for the scorer."""
+
     name = "clip"
 
-    def __init__(self, model: Clip, source: Source, tokenizer: TextTokenizer, args: TrainArgs,
-                 recipe: ClipRecipe | None = None):
+    def __init__(
+        self,
+        model: Clip,
+        source: Source,
+        tokenizer: TextTokenizer,
+        args: TrainArgs,
+        recipe: ClipRecipe | None = None,
+    ):
         self.model, self.source, self.tokenizer, self.args = model, source, tokenizer, args
         self.recipe = recipe or ClipRecipe()
         check_tokenizer(model.config, tokenizer, "the scorer")
@@ -388,9 +478,17 @@ class ClipTask:
     def batches(self, start: int, rank: int = 0) -> Iterator[ClipBatch]:
         none = torch.zeros(0, dtype=torch.long)
         if not isinstance(self.source, (ShapesWorld, ShapesWorld2)):
-            for images, captions in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
-                                                 workers=self.args.workers):
-                yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(captions, warn=False), none, none))
+            for images, captions in batch_loader(
+                self.source,
+                self.args.batch_size,
+                self.args.seed,
+                rank,
+                start=start,
+                workers=self.args.workers,
+            ):
+                yield self._to_device(
+                    ClipBatch(images, self.tokenizer.encode_batch(captions, warn=False), none, none)
+                )
             return
         from .negatives2 import with_negatives2, world2_batch  # negatives2 builds on this module
 
@@ -398,19 +496,30 @@ class ClipTask:
         for k in count(start):
             rng = random.Random(f"{self.args.seed}/{rank}/{k}/negatives")
             if isinstance(self.source, ShapesWorld):
-                images, captions, scenes = world_batch(self.args.batch_size, self.args.seed, rank, k, size)
-                images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, r.negatives,
-                                                                        r.negative_images, rng)
+                images, captions, scenes = world_batch(
+                    self.args.batch_size, self.args.seed, rank, k, size
+                )
+                images, texts, image_owner, text_owner = with_negatives(
+                    images, captions, scenes, r.negatives, r.negative_images, rng
+                )
             else:
                 images, _, draws = world2_batch(self.args.batch_size, self.args.seed, rank, k, size)
-                images, texts, image_owner, text_owner = with_negatives2(images, draws, r.negatives,
-                                                                         r.negative_images, rng)
-            yield self._to_device(ClipBatch(images, self.tokenizer.encode_batch(texts, warn=False),
-                                            torch.tensor(image_owner, dtype=torch.long),
-                                            torch.tensor(text_owner, dtype=torch.long)))
+                images, texts, image_owner, text_owner = with_negatives2(
+                    images, draws, r.negatives, r.negative_images, rng
+                )
+            yield self._to_device(
+                ClipBatch(
+                    images,
+                    self.tokenizer.encode_batch(texts, warn=False),
+                    torch.tensor(image_owner, dtype=torch.long),
+                    torch.tensor(text_owner, dtype=torch.long),
+                )
+            )
 
     def _to_device(self, b: ClipBatch) -> ClipBatch:
-        return ClipBatch(*(t.to(self.device) for t in (b.images, b.ids, b.image_owner, b.text_owner)))
+        return ClipBatch(
+            *(t.to(self.device) for t in (b.images, b.ids, b.image_owner, b.text_owner))
+        )
 
     def loss(self, batch: ClipBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x = degrade(batch.images.float() / 255, self.recipe.blur, self.recipe.noise)
@@ -418,8 +527,15 @@ class ClipTask:
         B = batch.pairs
         clip = contrastive_loss(logits, B)
         hard = hard_negative_loss(logits, B, batch.text_owner)
-        accuracy = (logits[:B, :B].argmax(1) == torch.arange(B, device=logits.device)).float().mean()
-        logs = {"loss": clip.item(), "hard": hard.item(), "acc": accuracy.item(), "scale": self.model.scale.item()}
+        accuracy = (
+            (logits[:B, :B].argmax(1) == torch.arange(B, device=logits.device)).float().mean()
+        )
+        logs = {
+            "loss": clip.item(),
+            "hard": hard.item(),
+            "acc": accuracy.item(),
+            "scale": self.model.scale.item(),
+        }
         return clip + self.recipe.hard_weight * hard, logs
 
     def validate(self, step: int, out: Path) -> dict[str, float]:
@@ -430,4 +546,3 @@ class ClipTask:
 
 
 # ----------------------------------------------------------------------------- building and loading
-

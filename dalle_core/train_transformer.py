@@ -1,4 +1,5 @@
 """Training the DALL·E transformer on text and image tokens precomputed once by the VAE."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, read_json, read_tensors, save_model, write_json, write_tensors
+from .checkpoint import (
+    CheckpointError,
+    read_json,
+    read_tensors,
+    save_model,
+    write_json,
+    write_tensors,
+)
 from .data import Source, make_batch, stream_seed, validation_batch
 from .device import autocast, bf16_supported
 from .figures import grid
@@ -24,14 +32,28 @@ from .transformer import DalleTransformer
 from .vae import DiscreteVAE
 
 SAMPLE_PROMPTS = [
-    "a red circle", "a blue square", "two green triangles", "a yellow diamond above a purple cross",
-    "a small pink circle and a large cyan square", "three orange crosses", "a green circle on a black background",
+    "a red circle",
+    "a blue square",
+    "two green triangles",
+    "a yellow diamond above a purple cross",
+    "a small pink circle and a large cyan square",
+    "three orange crosses",
+    "a green circle on a black background",
     "a red square to the left of a blue circle",
 ]
 
 
-def precompute_tokens(path: Path, source: Source, vae: DiscreteVAE, tokenizer: TextTokenizer, n: int,
-                      seed: int = 0, chunk: int = 512, val: int = 1024, bf16: bool | None = None) -> Path:
+def precompute_tokens(
+    path: Path,
+    source: Source,
+    vae: DiscreteVAE,
+    tokenizer: TextTokenizer,
+    n: int,
+    seed: int = 0,
+    chunk: int = 512,
+    val: int = 1024,
+    bf16: bool | None = None,
+) -> Path:
     """Write `path` (safetensors): text ids and VAE image tokens of n training pairs and `val` held-out ones.
 
     Reuses an existing file only if its key (the JSON beside it) is `token_cache_key` of these arguments.
@@ -48,21 +70,38 @@ def precompute_tokens(path: Path, source: Source, vae: DiscreteVAE, tokenizer: T
         return tokenizer.encode_batch(captions, warn=False), image
 
     texts, images = [], []
-    for k in tqdm(range((n + chunk - 1) // chunk), desc="encode training pairs", dynamic_ncols=True):
+    for k in tqdm(
+        range((n + chunk - 1) // chunk), desc="encode training pairs", dynamic_ncols=True
+    ):
         t, i = encode(*make_batch(source, min(chunk, n - k * chunk), seed, 0, k))
         texts.append(t)
         images.append(i)
     vt, vi = encode(*validation_batch(source, val))
-    write_tensors(path, {"text": torch.cat(texts).short(), "image": torch.cat(images).short(),
-                         "val_text": vt.short(), "val_image": vi.short()})
+    write_tensors(
+        path,
+        {
+            "text": torch.cat(texts).short(),
+            "image": torch.cat(images).short(),
+            "val_text": vt.short(),
+            "val_image": vi.short(),
+        },
+    )
     write_json(path.with_suffix(".json"), key)  # last: the key marks the cache complete
     return path
 
 
-def token_cache_key(source: Source, vae: DiscreteVAE, tokenizer: TextTokenizer, n: int, seed: int, val: int) -> dict:
+def token_cache_key(
+    source: Source, vae: DiscreteVAE, tokenizer: TextTokenizer, n: int, seed: int, val: int
+) -> dict:
     """Everything the cached tokens depend on: the pairs drawn, the VAE's encoder and the tokenizer."""
-    return {"n": n, "seed": seed, "val": val, "source": source.key, "vae": vae_fingerprint(vae),
-            "tokenizer": tokenizer.fingerprint}
+    return {
+        "n": n,
+        "seed": seed,
+        "val": val,
+        "source": source.key,
+        "vae": vae_fingerprint(vae),
+        "tokenizer": tokenizer.fingerprint,
+    }
 
 
 def token_cache_is_current(path: Path, key: dict) -> bool:
@@ -88,15 +127,36 @@ class TransformerRecipe:
 
 class TransformerTask:
     """The `Task` that `training.train` runs for the transformer."""
+
     name = "transformer"
 
-    def __init__(self, model: DalleTransformer, tokens: Path, vae: DiscreteVAE, tokenizer: TextTokenizer,
-                 args: TrainArgs, recipe: TransformerRecipe, judge: bool = True):
-        self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judge = model, vae, tokenizer, args, recipe, judge
+    def __init__(
+        self,
+        model: DalleTransformer,
+        tokens: Path,
+        vae: DiscreteVAE,
+        tokenizer: TextTokenizer,
+        args: TrainArgs,
+        recipe: TransformerRecipe,
+        judge: bool = True,
+    ):
+        self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judge = (
+            model,
+            vae,
+            tokenizer,
+            args,
+            recipe,
+            judge,
+        )
         made_with = read_json(tokens.with_suffix(".json"))
-        if made_with.get("vae") != vae_fingerprint(vae) or made_with.get("tokenizer") != tokenizer.fingerprint:
-            raise CheckpointError(f"the token cache {tokens} was made with another VAE or tokenizer than this run's: "
-                                  "make it again (`dalle train tokens --out DIR`)")
+        if (
+            made_with.get("vae") != vae_fingerprint(vae)
+            or made_with.get("tokenizer") != tokenizer.fingerprint
+        ):
+            raise CheckpointError(
+                f"the token cache {tokens} was made with another VAE or tokenizer than this run's: "
+                "make it again (`dalle train tokens --out DIR`)"
+            )
         t = read_tensors(tokens)
         self.text, self.image = t["text"].long(), t["image"].long()
         self.val_text, self.val_image = t["val_text"].long(), t["val_image"].long()
@@ -113,7 +173,9 @@ class TransformerTask:
             yield text.to(self.device), self.image[idx].to(self.device)
             k += 1
 
-    def loss(self, batch: tuple[torch.Tensor, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, batch: tuple[torch.Tensor, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         total, text_loss, image_loss = self.model.loss(*batch)
         return total, {"loss": total.item(), "text": text_loss.item(), "image": image_loss.item()}
 
@@ -121,29 +183,36 @@ class TransformerTask:
         losses = []
         for i in range(0, len(self.val_text), 256):
             with autocast(self.device.type, self.args.bf16):
-                _, _, image_loss = self.model.loss(self.val_text[i:i + 256].to(self.device),
-                                                   self.val_image[i:i + 256].to(self.device))
+                _, _, image_loss = self.model.loss(
+                    self.val_text[i : i + 256].to(self.device),
+                    self.val_image[i : i + 256].to(self.device),
+                )
             losses.append(image_loss.item())
         metrics = {"val_image_loss": float(np.mean(losses))}
         prompts = SAMPLE_PROMPTS + self._val_captions(self.recipe.val_samples - len(SAMPLE_PROMPTS))
         images = [self.sample(p, seed=j) for j, p in enumerate(prompts)]
         if self.judge:
-            metrics["val_pass"] = float(np.mean([judge_image(im, p)[0] for im, p in zip(images, prompts)]))
+            metrics["val_pass"] = float(
+                np.mean([judge_image(im, p)[0] for im, p in zip(images, prompts)])
+            )
         grid(images[:16], prompts[:16], cols=8, scale=2).save(out / f"samples-{step:07d}.png")
         return metrics
 
     def _val_captions(self, n: int) -> list[str]:
-        return [self.tokenizer.decode(t) for t in self.val_text[:max(n, 0)]]
+        return [self.tokenizer.decode(t) for t in self.val_text[: max(n, 0)]]
 
     @torch.no_grad()
     def sample(self, prompt: str, seed: int) -> np.ndarray:
         """One image for a prompt (temperature 1, top-k 64, guidance 3), uint8 (S, S, 3)."""
         text, _ = self.tokenizer.encode(prompt)
         with autocast(self.device.type, self.args.bf16):
-            tokens = generate(self.model, text.to(self.device), 1, SamplingParams(top_k=DEFAULTS.top_k, guidance=DEFAULTS.guidance, seed=seed))
+            tokens = generate(
+                self.model,
+                text.to(self.device),
+                1,
+                SamplingParams(top_k=DEFAULTS.top_k, guidance=DEFAULTS.guidance, seed=seed),
+            )
             return to_uint8(self.vae.decode(tokens.flatten(1)))[0]
 
     def export(self, out: Path) -> None:
         save_model(out, "transformer", self.model)
-
-

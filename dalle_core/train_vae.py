@@ -1,5 +1,6 @@
 """Training the discrete VAE the DALL·E way: Gumbel-softmax relaxation, KL to a uniform prior,
 a cosine-annealed temperature, and a cosine warm-up of the KL weight."""
+
 from __future__ import annotations
 
 import math
@@ -24,15 +25,24 @@ from .vae import DiscreteVAE
 @dataclass
 class VAERecipe:
     """The objective's schedule (fractions are of the whole run)."""
+
     tau_start: float = 1.0
     tau_end: float = 1 / 16
-    tau_anneal: float = 1.0  # the temperature reaches tau_end at this fraction of the run, then stays
-    kl_weight: float = 1e-4  # on the mean per-cell KL(q || uniform), beside a per-pixel mean reconstruction loss
+    tau_anneal: float = (
+        1.0  # the temperature reaches tau_end at this fraction of the run, then stays
+    )
+    kl_weight: float = (
+        1e-4  # on the mean per-cell KL(q || uniform), beside a per-pixel mean reconstruction loss
+    )
     kl_warmup: float = 0.2
-    decoder_only_from: float = 0.7  # then freeze the encoder and fit the decoder to its argmax codes
+    decoder_only_from: float = (
+        0.7  # then freeze the encoder and fit the decoder to its argmax codes
+    )
     recon: str = "l1"  # "l1" or "mse"
     foreground_weight: float = 10.0  # weight of pixels unlike the image's border colour (1 = plain)
-    edge_weight: float = 20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
+    edge_weight: float = (
+        20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
+    )
     val_images: int = 512
 
 
@@ -47,14 +57,18 @@ def foreground_weights(x: torch.Tensor, weight: float) -> torch.Tensor:
 
     Objects cover a tenth of a world image; unweighted, the VAE learns backgrounds long before shapes.
     """
-    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2)  # (B, 3, 4S)
+    border = torch.cat(
+        [x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], dim=2
+    )  # (B, 3, 4S)
     bg = border.median(dim=2).values[:, :, None, None]  # (B, 3, 1, 1)
     return 1 + (weight - 1) * ((x - bg).abs().sum(1, keepdim=True) > 0.1).float()
 
 
 def edge_mask(x: torch.Tensor) -> torch.Tensor:
     """(B, 1, S, S): 1 where a pixel's 3 x 3 neighbourhood holds more than one colour, else 0."""
-    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)  # (B, 3, S, S): local max - local min
+    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(
+        -x, 3, 1, 1
+    )  # (B, 3, S, S): local max - local min
     return (spread.sum(1, keepdim=True) > 0.1).float()
 
 
@@ -74,29 +88,52 @@ def codebook_stats(tokens: torch.Tensor, K: int) -> tuple[float, float]:
 
 def faithfulness(originals: np.ndarray, reconstructions: np.ndarray) -> float:
     """Share of images whose reconstruction parses to the same scene as the original."""
-    return float(np.mean([scenes_match(parse(a), parse(b)) for a, b in zip(originals, reconstructions)]))
+    return float(
+        np.mean([scenes_match(parse(a), parse(b)) for a, b in zip(originals, reconstructions)])
+    )
 
 
 class VAETask:
     """The `Task` that `training.train` runs for the discrete VAE."""
+
     name = "vae"
 
-    def __init__(self, model: DiscreteVAE, source: Source, args: TrainArgs, recipe: VAERecipe,
-                 faithful: bool = True):
-        self.model, self.source, self.args, self.recipe, self.faithful = model, source, args, recipe, faithful
+    def __init__(
+        self,
+        model: DiscreteVAE,
+        source: Source,
+        args: TrainArgs,
+        recipe: VAERecipe,
+        faithful: bool = True,
+    ):
+        self.model, self.source, self.args, self.recipe, self.faithful = (
+            model,
+            source,
+            args,
+            recipe,
+            faithful,
+        )
         self.val_images, _ = validation_batch(source, recipe.val_images)
 
     def schedule(self, step: int) -> tuple[float, float]:
         """(temperature, KL weight) at a step."""
         t = step / max(1, self.args.steps)
         r = self.recipe
-        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(t / max(r.tau_anneal, 1e-9), 1.0, 0.0)  # cosine in log-space
+        tau = r.tau_end * (r.tau_start / r.tau_end) ** cosine(
+            t / max(r.tau_anneal, 1e-9), 1.0, 0.0
+        )  # cosine in log-space
         beta = r.kl_weight * cosine(t / max(r.kl_warmup, 1e-9), 0.0, 1.0)
         return tau, beta
 
     def batches(self, start: int, rank: int = 0) -> Iterator[torch.Tensor]:
-        for images, _ in batch_loader(self.source, self.args.batch_size, self.args.seed, rank, start=start,
-                                      workers=self.args.workers):
+        for images, _ in batch_loader(
+            self.source,
+            self.args.batch_size,
+            self.args.seed,
+            rank,
+            start=start,
+            workers=self.args.workers,
+        ):
             yield images.float().div(255).to(self.device)
 
     @property
@@ -112,7 +149,9 @@ class VAETask:
         recon, logits = recon.float(), logits.float()
         rec = self._reconstruction(recon, x)
         logq = F.log_softmax(logits, dim=1)  # (B, K, h, w)
-        kl = (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])  # KL(q || uniform) per cell
+        kl = (logq.exp() * logq).sum(1).mean() + math.log(
+            logits.shape[1]
+        )  # KL(q || uniform) per cell
         return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau}
 
     def _decoder_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -126,7 +165,9 @@ class VAETask:
 
     def _reconstruction(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         err = (recon - x).abs() if self.recipe.recon == "l1" else (recon - x) ** 2
-        w = foreground_weights(x, self.recipe.foreground_weight) + self.recipe.edge_weight * edge_mask(x)
+        w = foreground_weights(
+            x, self.recipe.foreground_weight
+        ) + self.recipe.edge_weight * edge_mask(x)
         return (err * w).mean() / w.mean()
 
     @torch.no_grad()
@@ -135,16 +176,20 @@ class VAETask:
         tokens = []
         for i in range(0, len(images), batch):
             with autocast(self.device.type, self.args.bf16):
-                tokens.append(self.model.encode(images[i:i + batch].float().div(255).to(self.device)))
+                tokens.append(
+                    self.model.encode(images[i : i + batch].float().div(255).to(self.device))
+                )
         return torch.cat(tokens)
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    def reconstruct(
+        self, images: torch.Tensor, batch: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens, reconstructions) of uint8 images, through argmax codes, on the CPU."""
         tokens, recs = self.encode(images, batch), []
         for i in range(0, len(tokens), batch):
             with autocast(self.device.type, self.args.bf16):
-                recs.append(self.model.decode(tokens[i:i + batch]).float().cpu())
+                recs.append(self.model.decode(tokens[i : i + batch]).float().cpu())
         return tokens.cpu(), torch.cat(recs)
 
     def validate(self, step: int, out: Path) -> dict[str, float]:

@@ -11,6 +11,7 @@ DistributedDataParallel: every process draws its own batches (its rank is part o
 batch seed), gradients are averaged across processes, and only rank 0 validates, logs
 and writes checkpoints. The batch of one optimizer step is batch_size x accum x processes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,6 +46,7 @@ from .device import autocast, bf16_supported, resolve_device
 @dataclass
 class TrainArgs:
     """Options common to every trainer."""
+
     out: str
     steps: int = 1000
     batch_size: int = 64  # per process and micro-batch
@@ -56,7 +58,9 @@ class TrainArgs:
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
-    bf16: bool | None = None  # None: on where the hardware computes bf16 natively (see `bf16_supported`)
+    bf16: bool | None = (
+        None  # None: on where the hardware computes bf16 natively (see `bf16_supported`)
+    )
     val_every: int = 500
     ckpt_every: int = 500
     log_every: int = 25
@@ -73,6 +77,7 @@ class TrainArgs:
 
 class Task(Protocol):
     """What a trainer supplies to `train`."""
+
     name: str
     model: torch.nn.Module
 
@@ -128,14 +133,19 @@ def lr_at(step: int, args: TrainArgs) -> float:
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
     t = (step - args.warmup) / max(1, args.steps - args.warmup)
-    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+    return args.lr * (
+        args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    )
 
 
 def make_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on norms, biases or embeddings' gains)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": args.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
 
 
@@ -149,8 +159,10 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     start, metrics = 0, {}
     ckpt = latest_checkpoint(out)
     if ckpt is not None and not args.resume:
-        raise CheckpointError(f"{out} already holds a run (last checkpoint {ckpt.name}): "
-                              "pass --resume to continue it, or choose another --out")
+        raise CheckpointError(
+            f"{out} already holds a run (last checkpoint {ckpt.name}): "
+            "pass --resume to continue it, or choose another --out"
+        )
     barrier()  # every process has seen the same checkpoints before rank 0 may tidy up
     if ckpt is not None:
         if rank == 0:
@@ -163,13 +175,21 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     device, bf16 = task_device(task), args.bf16
     step_loss: torch.nn.Module = _TaskLoss(task)
     if world > 1:  # broadcasts rank 0's weights, then averages gradients in backward
-        step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # the decoder-only VAE stage
+        step_loss = DistributedDataParallel(
+            step_loss, find_unused_parameters=True
+        )  # the decoder-only VAE stage
     log = None
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "args.json", {**asdict(args), "processes": world})
         log = (out / "log.jsonl").open("a")
-    bar = tqdm(total=args.steps, initial=start, desc=f"train {task.name}", dynamic_ncols=True, disable=rank != 0)
+    bar = tqdm(
+        total=args.steps,
+        initial=start,
+        desc=f"train {task.name}",
+        dynamic_ncols=True,
+        disable=rank != 0,
+    )
     per_step = args.batch_size * args.accum * world
     batches = task.batches(start * args.accum, rank)
     t0, seen = time.time(), 0
@@ -187,7 +207,9 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         for i in range(args.accum):
             micro = step * args.accum + i
             batch = next(batches)
-            torch.manual_seed(stream_seed(args.seed, rank, micro))  # after the batch: a loader may use torch's RNG
+            torch.manual_seed(
+                stream_seed(args.seed, rank, micro)
+            )  # after the batch: a loader may use torch's RNG
             last = i == args.accum - 1
             sync = step_loss.no_sync() if world > 1 and not last else contextlib.nullcontext()
             with sync:
@@ -197,7 +219,9 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
             for k, v in micro_logs.items():
                 sums[k] = sums.get(k, 0.0) + v
                 reports[k] = reports.get(k, 0) + 1
-        logs = {k: v / reports[k] for k, v in sums.items()}  # the mean over the micro-batches that reported it
+        logs = {
+            k: v / reports[k] for k, v in sums.items()
+        }  # the mean over the micro-batches that reported it
         if args.grad_clip:
             torch.nn.utils.clip_grad_norm_(task.model.parameters(), args.grad_clip)
         opt.step()
@@ -209,8 +233,18 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
         if done % args.log_every == 0 or done == args.steps:
             rate = seen / max(time.time() - t0, 1e-9)
-            log.write(json.dumps({"step": done, "samples": done * per_step, "lr": lr_at(step, args),
-                                  "samples_per_s": round(rate, 2), **logs}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "step": done,
+                        "samples": done * per_step,
+                        "lr": lr_at(step, args),
+                        "samples_per_s": round(rate, 2),
+                        **logs,
+                    }
+                )
+                + "\n"
+            )
             log.flush()
         if done % args.val_every == 0 or done == args.steps:
             task.model.eval()
@@ -218,7 +252,9 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
                 metrics = task.validate(done, out)
             log.write(json.dumps({"step": done, "samples": done * per_step, "val": metrics}) + "\n")
             log.flush()
-            bar.write(f"[{task.name} step {done}] " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            bar.write(
+                f"[{task.name} step {done}] " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            )
         if done % args.ckpt_every == 0 or done == args.steps:
             save_training(out, done, {task.name: task.model}, opt, {"metrics": metrics})
     bar.close()
@@ -226,7 +262,10 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     spread = replica_spread(task.model) if world > 1 else 0.0
     if rank == 0:
         if world > 1:  # the replicas must have stayed equal: a number the log keeps as evidence
-            log.write(json.dumps({"step": args.steps, "processes": world, "replica_max_abs_diff": spread}) + "\n")
+            log.write(
+                json.dumps({"step": args.steps, "processes": world, "replica_max_abs_diff": spread})
+                + "\n"
+            )
         log.close()
         task.export(out)
     barrier()  # nobody moves on (to the next stage, say) before rank 0 has exported

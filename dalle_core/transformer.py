@@ -74,7 +74,9 @@ class TransformerConfig:
             self.attn_masks = ("causal",) * (self.n_layer - 1) + ("conv",)
         self.attn_masks = tuple(self.attn_masks)
         if len(self.attn_masks) != self.n_layer:
-            raise ValueError(f"attn_masks has {len(self.attn_masks)} entries, n_layer is {self.n_layer}")
+            raise ValueError(
+                f"attn_masks has {len(self.attn_masks)} entries, n_layer is {self.n_layer}"
+            )
         unknown = set(self.attn_masks) - set(MASK_KINDS)
         if unknown:
             raise ValueError(f"unknown attention mask kinds {sorted(unknown)}; use {MASK_KINDS}")
@@ -116,7 +118,10 @@ def build_mask(kind: str, text_len: int, grid: int, conv_kernel: int) -> torch.T
         return mask
     cell = torch.arange(N)
     qr, qc = cell[:, None] // grid, cell[:, None] % grid  # (N, 1) cell predicted by query T+j
-    kr, kc = (cell[None, :] - 1) // grid, (cell[None, :] - 1) % grid  # (1, N) cell of key T+i's input
+    kr, kc = (
+        (cell[None, :] - 1) // grid,
+        (cell[None, :] - 1) % grid,
+    )  # (1, N) cell of key T+i's input
     if kind == "row":
         near = qr == kr
     elif kind == "column":
@@ -142,15 +147,21 @@ class SelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int
+    ) -> torch.Tensor:
         B, n, C = x.shape
-        qkv = self.c_attn(x).view(B, n, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, H, n, D)
+        qkv = (
+            self.c_attn(x).view(B, n, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        )  # (3, B, H, n, D)
         q, kv = qkv[0], qkv[1:]  # (B, H, n, D), (2, B, H, n, D)
         if cache is not None:
             cache[:, :, :, start : start + n] = kv  # cache: (2, B, H, L, D)
             kv = cache[:, :, :, : start + n]  # (2, B, H, start+n, D)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=dropout)  # (B, H, n, D)
+        y = F.scaled_dot_product_attention(
+            q, kv[0], kv[1], attn_mask=mask, dropout_p=dropout
+        )  # (B, H, n, D)
         y = y.transpose(1, 2).reshape(B, n, C)  # (B, n, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -178,7 +189,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: torch.Tensor | None, start: int
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), mask, cache, start)
         return x + self.mlp(self.ln_2(x))
 
@@ -190,7 +203,9 @@ class DalleTransformer(nn.Module):
         super().__init__()
         self.config = config
         C = config.n_embd
-        self.text_emb = nn.Embedding(config.text_vocab + config.text_len, C)  # row text_vocab+t: pad at t
+        self.text_emb = nn.Embedding(
+            config.text_vocab + config.text_len, C
+        )  # row text_vocab+t: pad at t
         self.text_pos = nn.Embedding(config.text_len, C)
         self.image_emb = nn.Embedding(config.image_vocab + 1, C)  # last row: image BOS
         self.row_emb = nn.Embedding(config.grid, C)
@@ -237,22 +252,31 @@ class DalleTransformer(nn.Module):
             parts.append(self.image_emb(ids[:, n_text:]) + pos_emb)  # (B, n_image, C)
         return torch.cat(parts, dim=1)
 
-    def forward_stream(self, ids: torch.Tensor, start: int = 0, cache: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_stream(
+        self, ids: torch.Tensor, start: int = 0, cache: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final hidden states (B, n, C) of stream positions start .. start+n-1 given their ids (B, n).
 
         With a cache (from ``new_cache``), the keys/values of positions before ``start`` are
         read from it and those of these positions are written to it; without one, start must be 0.
         """
         end = start + ids.shape[1]
-        if end > (self.config.seq_len if cache is None else cache.shape[-2]) or (cache is None and start != 0):
+        if end > (self.config.seq_len if cache is None else cache.shape[-2]) or (
+            cache is None and start != 0
+        ):
             raise ValueError(f"positions {start}..{end - 1} do not fit the stream or the cache")
-        masks = {kind: getattr(self, f"mask_{kind}")[start:end, :end] for kind in dict.fromkeys(self.config.attn_masks)}
+        masks = {
+            kind: getattr(self, f"mask_{kind}")[start:end, :end]
+            for kind in dict.fromkeys(self.config.attn_masks)
+        }
         x = self.drop(self.embed(ids, start))  # (B, n, C)
         for i, (block, kind) in enumerate(zip(self.blocks, self.config.attn_masks, strict=True)):
             x = block(x, masks[kind], None if cache is None else cache[i], start)
         return self.ln_f(x)
 
-    def new_cache(self, batch: int, dtype: torch.dtype | None = None, room: int | None = None) -> torch.Tensor:
+    def new_cache(
+        self, batch: int, dtype: torch.dtype | None = None, room: int | None = None
+    ) -> torch.Tensor:
         """Uninitialised KV cache (n_layer, 2, batch, n_head, room, head_dim) for ``forward_stream``, with room for
         the first ``room`` stream positions (default all L).
 
@@ -262,7 +286,9 @@ class DalleTransformer(nn.Module):
         device = self.image_head.weight.device
         if dtype is None:
             autocast = torch.is_autocast_enabled(device.type)
-            dtype = torch.get_autocast_dtype(device.type) if autocast else self.image_head.weight.dtype
+            dtype = (
+                torch.get_autocast_dtype(device.type) if autocast else self.image_head.weight.dtype
+            )
         shape = (cfg.n_layer, 2, batch, cfg.n_head, room or cfg.seq_len, cfg.n_embd // cfg.n_head)
         return torch.empty(shape, dtype=dtype, device=device)
 
@@ -276,17 +302,24 @@ class DalleTransformer(nn.Module):
         if text.ndim != 2 or text.shape[1] != cfg.text_len:
             raise ValueError(f"text must have shape (B, {cfg.text_len}), got {tuple(text.shape)}")
         if image.shape != (text.shape[0], cfg.image_tokens):
-            raise ValueError(f"image must have shape ({text.shape[0]}, {cfg.image_tokens}), got {tuple(image.shape)}")
+            raise ValueError(
+                f"image must have shape ({text.shape[0]}, {cfg.image_tokens}), got {tuple(image.shape)}"
+            )
         h = self.forward_stream(self.stream_ids(text, image))  # (B, L, C)
         return self.text_head(h[:, : cfg.text_len - 1]), self.image_head(h[:, cfg.text_len :])
 
-    def loss(self, text: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss(
+        self, text: torch.Tensor, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(weighted total, text loss, image loss): mean cross-entropies, pad text targets ignored."""
         cfg = self.config
         logits_text, logits_image = self(text, image)
         target = text[:, 1:]  # (B, T-1)
         text_sum = F.cross_entropy(
-            logits_text.flatten(0, 1).float(), target.flatten(), ignore_index=cfg.pad_id, reduction="sum"
+            logits_text.flatten(0, 1).float(),
+            target.flatten(),
+            ignore_index=cfg.pad_id,
+            reduction="sum",
         )
         text_loss = text_sum / (target != cfg.pad_id).sum().clamp(min=1)
         image_loss = F.cross_entropy(logits_image.flatten(0, 1).float(), image.flatten())
@@ -313,18 +346,27 @@ class DecodeStep:
 
     ROOM = 16  # positions the rows' cache grows by
 
-    def __init__(self, model: DalleTransformer, dtype: torch.dtype, prefix: torch.Tensor, rows: int):
+    def __init__(
+        self, model: DalleTransformer, dtype: torch.dtype, prefix: torch.Tensor, rows: int
+    ):
         """``prefix``: keys and values (n_layer, 2, U, n_head, P, head_dim) of the first P stream positions of U
         distinct prefixes, from ``forward_stream``; ``rows``: B, a multiple of U."""
         cfg = model.config
-        self.text_len, self.n_head, self.dtype, self.seq_len = cfg.text_len, cfg.n_head, dtype, cfg.seq_len
+        self.text_len, self.n_head, self.dtype, self.seq_len = (
+            cfg.text_len,
+            cfg.n_head,
+            dtype,
+            cfg.seq_len,
+        )
         device = model.image_head.weight.device
         scale = torch.ones(3 * cfg.n_embd, 1, device=device)
         scale[: cfg.n_embd] = (cfg.n_embd // cfg.n_head) ** -0.5  # the query rows of c_attn
         biases = {}
         for kind in dict.fromkeys(cfg.attn_masks):
             mask = getattr(model, f"mask_{kind}")  # (L, L)
-            biases[kind] = torch.zeros(mask.shape, device=device).masked_fill_(~mask, -math.inf)  # (L, L)
+            biases[kind] = torch.zeros(mask.shape, device=device).masked_fill_(
+                ~mask, -math.inf
+            )  # (L, L)
 
         def norm(ln: nn.LayerNorm) -> tuple:
             return ln.normalized_shape, ln.weight.detach(), ln.bias.detach(), ln.eps
@@ -340,13 +382,19 @@ class DecodeStep:
         ) for block, kind in zip(model.blocks, cfg.attn_masks, strict=True)]  # fmt: skip
         cell = torch.arange(cfg.image_tokens, device=device)
         self.image_emb = model.image_emb.weight.detach()
-        self.pos_emb = (model.row_emb.weight[cell // cfg.grid] + model.col_emb.weight[cell % cfg.grid]).detach()
+        self.pos_emb = (
+            model.row_emb.weight[cell // cfg.grid] + model.col_emb.weight[cell % cfg.grid]
+        ).detach()
         self.ln_f, self.head = norm(model.ln_f), cast(model.image_head.weight)
         n_layer, _, U, H, P, D = prefix.shape
         if rows % U:
             raise ValueError(f"{rows} rows do not split into {U} prefixes")
-        self.prefix = prefix.to(model.image_head.weight.dtype).flatten(2, 3)  # (n_layer, 2, U*H, P, D)
-        self.cache = prefix.new_zeros(n_layer, 2, rows * H, 0, D, dtype=self.prefix.dtype)  # (n_layer, 2, B*H, 0, D)
+        self.prefix = prefix.to(model.image_head.weight.dtype).flatten(
+            2, 3
+        )  # (n_layer, 2, U*H, P, D)
+        self.cache = prefix.new_zeros(
+            n_layer, 2, rows * H, 0, D, dtype=self.prefix.dtype
+        )  # (n_layer, 2, B*H, 0, D)
 
     def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
         """Logits (B, V) of image position ``pos`` given its input ids (B,); the positions from the end of the
@@ -361,34 +409,73 @@ class DecodeStep:
         room = self.cache.shape[3]
         with torch.autocast(ids.device.type, enabled=False):  # the dtypes are chosen here
             x = self.image_emb[ids] + self.pos_emb[pos - self.text_len]  # (B, C)
-            for i, (bias, ln_1, w_qkv, b_qkv, w_proj, b_proj, ln_2, w_fc, b_fc, w_out, b_out) in enumerate(self.layers):
-                qkv = F.linear(F.layer_norm(x, *ln_1).to(self.dtype), w_qkv, b_qkv).view(B, 3, H, -1)  # (B, 3, H, D)
-                self.cache[i, :, :, pos - P] = qkv[:, 1:].transpose(0, 1).flatten(1, 2)  # (2, B*H, D)
+            for i, (
+                bias,
+                ln_1,
+                w_qkv,
+                b_qkv,
+                w_proj,
+                b_proj,
+                ln_2,
+                w_fc,
+                b_fc,
+                w_out,
+                b_out,
+            ) in enumerate(self.layers):
+                qkv = F.linear(F.layer_norm(x, *ln_1).to(self.dtype), w_qkv, b_qkv).view(
+                    B, 3, H, -1
+                )  # (B, 3, H, D)
+                self.cache[i, :, :, pos - P] = (
+                    qkv[:, 1:].transpose(0, 1).flatten(1, 2)
+                )  # (2, B*H, D)
                 q = qkv[:, 0].to(x.dtype)  # (B, H, D)
-                (k_pre, v_pre), (k, v) = self.prefix[i], self.cache[i]  # (U*H, P, D), (B*H, room, D)
-                q_pre = q.view(U, g, H, -1).transpose(1, 2).reshape(UH, g, -1)  # (U*H, g, D): a prefix's rows
-                s_pre = torch.bmm(q_pre, k_pre.transpose(1, 2)).view(U, H, g, P).transpose(1, 2)  # (U, g, H, P)
+                (k_pre, v_pre), (k, v) = (
+                    self.prefix[i],
+                    self.cache[i],
+                )  # (U*H, P, D), (B*H, room, D)
+                q_pre = (
+                    q.view(U, g, H, -1).transpose(1, 2).reshape(UH, g, -1)
+                )  # (U*H, g, D): a prefix's rows
+                s_pre = (
+                    torch.bmm(q_pre, k_pre.transpose(1, 2)).view(U, H, g, P).transpose(1, 2)
+                )  # (U, g, H, P)
                 s_own = torch.bmm(q.reshape(B * H, 1, -1), k.transpose(1, 2))  # (B*H, 1, room)
-                att = torch.cat([s_pre.reshape(B * H, 1, P), s_own], -1)  # (B*H, 1, P+room): positions 0, 1, ...
+                att = torch.cat(
+                    [s_pre.reshape(B * H, 1, P), s_own], -1
+                )  # (B*H, 1, P+room): positions 0, 1, ...
                 att = att.add_(bias[pos, : P + room]).softmax(-1)
-                a_pre = att[:, :, :P].view(U, g, H, P).transpose(1, 2).reshape(UH, g, P)  # (U*H, g, P)
-                y_pre = torch.bmm(a_pre, v_pre).view(U, H, g, -1).transpose(1, 2).reshape(B * H, 1, -1)
+                a_pre = (
+                    att[:, :, :P].view(U, g, H, P).transpose(1, 2).reshape(UH, g, P)
+                )  # (U*H, g, P)
+                y_pre = (
+                    torch.bmm(a_pre, v_pre).view(U, H, g, -1).transpose(1, 2).reshape(B * H, 1, -1)
+                )
                 y = torch.baddbmm(y_pre, att[:, :, P:], v).view(B, -1).to(self.dtype)  # (B, C)
                 x = x + F.linear(y, w_proj, b_proj)
-                x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, *ln_2).to(self.dtype), w_fc, b_fc)), w_out, b_out)
+                x = x + F.linear(
+                    F.gelu(F.linear(F.layer_norm(x, *ln_2).to(self.dtype), w_fc, b_fc)),
+                    w_out,
+                    b_out,
+                )
             return F.linear(F.layer_norm(x, *self.ln_f).to(self.dtype), self.head)
 
 
-def load_transformer(directory: str | Path, tokenizer: TextTokenizer, vae: VAEConfig,
-                     device: str = "cpu") -> DalleTransformer:
+def load_transformer(
+    directory: str | Path, tokenizer: TextTokenizer, vae: VAEConfig, device: str = "cpu"
+) -> DalleTransformer:
     """The transformer saved as `transformer.safetensors` + `transformer.json` in a directory, in eval mode;
     `CheckpointError` if it is missing, damaged, or reads other tokens than the tokenizer and VAE give."""
     path = Path(directory) / "transformer.json"
     config = config_from_json(TransformerConfig, path)
     fields = ("text_vocab", "text_len", "pad_id", "image_vocab", "grid")
     theirs = {f: getattr(config, f) for f in fields}
-    ours = dict(zip(fields, (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid),
-                    strict=True))
+    ours = dict(
+        zip(
+            fields,
+            (tokenizer.vocab_size, tokenizer.length, tokenizer.pad_id, vae.codebook, vae.grid),
+            strict=True,
+        )
+    )
     if theirs != ours:
         raise CheckpointError(f"{path} reads {theirs}, but the tokenizer and VAE give {ours}")
     return load_model(directory, "transformer", DalleTransformer, TransformerConfig, device)

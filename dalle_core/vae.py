@@ -1,4 +1,5 @@
 """The discrete VAE (DALL·E stage 1): images <-> an h x w grid of codebook tokens. Modules only."""
+
 from __future__ import annotations
 
 import math
@@ -14,16 +15,25 @@ class VAEConfig:
     image_size: int = 64
     f: int = 8  # downsampling factor: the token grid is image_size / f on a side
     codebook: int = 512  # K, the number of codes
-    widths: tuple[int, ...] = (16, 32, 64, 128)  # channels at image_size, /2, /4, ... (len = log2(f) + 1)
+    widths: tuple[int, ...] = (
+        16,
+        32,
+        64,
+        128,
+    )  # channels at image_size, /2, /4, ... (len = log2(f) + 1)
     n_res: int = 1  # residual blocks per level
-    code_dim: int = 0  # > 0: logits are scaled cosines to K unit code vectors of this size (0: a linear layer)
+    code_dim: int = (
+        0  # > 0: logits are scaled cosines to K unit code vectors of this size (0: a linear layer)
+    )
 
     def __post_init__(self):
         levels = self.f.bit_length() - 1
-        if self.f < 1 or 2 ** levels != self.f:
+        if self.f < 1 or 2**levels != self.f:
             raise ValueError(f"f must be a power of two, got {self.f}")
         if len(self.widths) != levels + 1:
-            raise ValueError(f"widths needs log2(f) + 1 = {levels + 1} entries, got {len(self.widths)}")
+            raise ValueError(
+                f"widths needs log2(f) + 1 = {levels + 1} entries, got {len(self.widths)}"
+            )
         if self.image_size % self.f:
             raise ValueError(f"image_size {self.image_size} is not a multiple of f = {self.f}")
 
@@ -68,7 +78,9 @@ class CosineLogits(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cos = torch.einsum("bdhw,kd->bkhw", F.normalize(x, dim=1), F.normalize(self.codes, dim=1))  # (B, K, h, w)
+        cos = torch.einsum(
+            "bdhw,kd->bkhw", F.normalize(x, dim=1), F.normalize(self.codes, dim=1)
+        )  # (B, K, h, w)
         return self.log_scale.exp().clamp(max=100.0) * cos
 
 
@@ -84,7 +96,11 @@ class Encoder(nn.Module):
             layers += [nn.ReLU(), nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1)]
         layers += [ResBlock(w[-1]) for _ in range(c.n_res)]
         if c.code_dim:
-            layers += [nn.ReLU(), nn.Conv2d(w[-1], c.code_dim, 1), CosineLogits(c.code_dim, c.codebook)]
+            layers += [
+                nn.ReLU(),
+                nn.Conv2d(w[-1], c.code_dim, 1),
+                CosineLogits(c.code_dim, c.codebook),
+            ]
         else:
             layers += [nn.ReLU(), nn.Conv2d(w[-1], c.codebook, 1)]
         self.net = nn.Sequential(*layers)
@@ -101,10 +117,16 @@ class Decoder(nn.Module):
         super().__init__()
         w = c.widths
         self.embed = nn.Conv2d(c.codebook, w[-1], 1, bias=False)  # a code embedding per column
-        nn.init.normal_(self.embed.weight)  # unit-scale embeddings: a one-hot code gives unit-scale features
+        nn.init.normal_(
+            self.embed.weight
+        )  # unit-scale embeddings: a one-hot code gives unit-scale features
         layers: list[nn.Module] = [ResBlock(w[-1]) for _ in range(c.n_res)]
         for i in reversed(range(len(w) - 1)):
-            layers += [nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i + 1], w[i], 3, padding=1)]
+            layers += [
+                nn.ReLU(),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(w[i + 1], w[i], 3, padding=1),
+            ]
             layers += [ResBlock(w[i]) for _ in range(c.n_res)]
         layers += [nn.ReLU(), nn.Conv2d(w[0], 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
@@ -122,7 +144,9 @@ class DiscreteVAE(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
-        self.to(memory_format=torch.channels_last)  # the convolutions' fast layout: 1.3-1.4x per CPU training step
+        self.to(
+            memory_format=torch.channels_last
+        )  # the convolutions' fast layout: 1.3-1.4x per CPU training step
 
     def forward(self, x: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Relaxed round trip: (reconstruction (B, 3, S, S), code logits (B, K, h, w))."""

@@ -10,6 +10,7 @@ The second edition (``shared/spec/shapes-world-v2.md``) adds triangles that poin
 or right ("a red triangle pointing left") and the held-out color-shape pairs; its layouts of
 panels are in `layouts`, its paraphrases in `phrasing`, its training stream in `world2`.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,25 +30,54 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 50, 190),
     "pink": (245, 120, 190),
 }
-BACKGROUNDS: dict[str, tuple[int, int, int]] = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128)}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "gray": (128, 128, 128),
+}
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
-DIRECTIONS = ("up", "down", "left", "right")  # where a triangle's apex points (v2; "up" unless stated)
-HELD_OUT = frozenset({("purple", "cross"), ("orange", "triangle"), ("cyan", "square")})  # v2: never in training
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds", "cross": "crosses"}
+DIRECTIONS = (
+    "up",
+    "down",
+    "left",
+    "right",
+)  # where a triangle's apex points (v2; "up" unless stated)
+HELD_OUT = frozenset(
+    {("purple", "cross"), ("orange", "triangle"), ("cyan", "square")}
+)  # v2: never in training
+PLURALS = {
+    "circle": "circles",
+    "square": "squares",
+    "triangle": "triangles",
+    "diamond": "diamonds",
+    "cross": "crosses",
+}
 SIZE_RANGES = {"small": (0.16, 0.22), "large": (0.31, 0.40)}
 SIZE_SPLIT = 0.27  # a parsed box side below this fraction of W is small
 SIZE_WORDS = {"small": "small", "tiny": "small", "large": "large", "big": "large"}
 NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
 # relation phrase -> canonical direction of B as seen from A ("A left of B": B is to the right)
 RELATIONS = {
-    "to the left of": "left", "left of": "left", "to the right of": "right", "right of": "right",
-    "above": "above", "over": "above", "below": "below", "under": "below",
+    "to the left of": "left",
+    "left of": "left",
+    "to the right of": "right",
+    "right of": "right",
+    "above": "above",
+    "over": "above",
+    "below": "below",
+    "under": "below",
 }
 # where phrase -> (column, row) in the 3x3 grid of thirds
 WHERE = {
-    "in the top left": (0, 0), "at the top": (1, 0), "in the top right": (2, 0),
-    "on the left": (0, 1), "in the center": (1, 1), "on the right": (2, 1),
-    "in the bottom left": (0, 2), "at the bottom": (1, 2), "in the bottom right": (2, 2),
+    "in the top left": (0, 0),
+    "at the top": (1, 0),
+    "in the top right": (2, 0),
+    "on the left": (0, 1),
+    "in the center": (1, 1),
+    "on the right": (2, 1),
+    "in the bottom left": (0, 2),
+    "at the bottom": (1, 2),
+    "in the bottom right": (2, 2),
 }
 MARGIN_PX = 1.0  # boxes keep at least this many pixels from the canvas edge
 MIN_SIZE = 4  # the smallest canvas side W on which a large box (0.40 W) fits inside the margins
@@ -74,6 +104,7 @@ def centroid_offset(shape: str, direction: str, s: float) -> tuple[float, float]
 @dataclass(frozen=True)
 class Obj:
     """One object: its box of side `s` is centred at (`cx`, `cy`), all in fractions of W (or of a panel's unit)."""
+
     shape: str
     color: str
     size: str
@@ -100,6 +131,7 @@ class Scene:
 @dataclass(frozen=True)
 class Group:
     """`count` alike objects; attributes left as None are not stated."""
+
     shape: str
     count: int = 1
     color: str | None = None
@@ -112,6 +144,7 @@ class Group:
 @dataclass(frozen=True)
 class Expectation:
     """What a caption says: groups of objects, an optional relation from groups[0] to groups[1]."""
+
     groups: tuple[Group, ...]
     relation: str | None = None  # a key of RELATIONS
     background: str | None = None
@@ -131,15 +164,21 @@ class Expectation:
 
 # ----------------------------------------------------------------------------- captions
 
+
 def caption_of(e: Expectation) -> str:
     """The caption text for an expectation (inverse of `parse_caption`)."""
+
     def group(g: Group) -> str:
         words = [g.size, g.color, g.shape if g.count == 1 else PLURALS[g.shape]]
         words = [w for w in words if w]
         if g.count == 1:
             head = "one" if g.article == "one" else ("an" if words[0][0] in "aeiou" else "a")
         else:
-            head = g.article if g.article in NUMBER_WORDS and NUMBER_WORDS[g.article] == g.count else str(g.count)
+            head = (
+                g.article
+                if g.article in NUMBER_WORDS and NUMBER_WORDS[g.article] == g.count
+                else str(g.count)
+            )
         if g.direction and g.count == 1:
             words += ["pointing", g.direction]
         text = " ".join([head, *words])
@@ -192,7 +231,7 @@ def _parse_group(words: list[str], i: int, *, plural_ok: bool) -> tuple[Group, i
 def _match_phrase(words: list[str], i: int, phrases) -> str | None:
     for p in sorted(phrases, key=len, reverse=True):
         n = len(p.split())
-        if words[i:i + n] == p.split():
+        if words[i : i + n] == p.split():
             return p
     return None
 
@@ -228,7 +267,9 @@ def parse_caption(text: str) -> Expectation:
         g, i = _parse_group(words, i + 1, plural_ok=True)
         groups.append(g)
     if i >= len(words) or words[i] != "and":
-        raise CaptionError(f"expected ',', 'and', a relation or a position at {' '.join(words[i:])!r}")
+        raise CaptionError(
+            f"expected ',', 'and', a relation or a position at {' '.join(words[i:])!r}"
+        )
     g, i = _parse_group(words, i + 1, plural_ok=True)
     groups.append(g)
     if i != len(words):
@@ -240,6 +281,7 @@ def parse_caption(text: str) -> Expectation:
 
 
 # ----------------------------------------------------------------------------- meaning
+
 
 def cell_of(x: float, y: float) -> tuple[int, int]:
     """The (column, row) of the 3x3 grid of thirds that holds a point."""
@@ -298,16 +340,22 @@ def check(scene: Scene, e: Expectation, *, drawing: bool = False) -> tuple[bool,
 
 # ----------------------------------------------------------------------------- sampling
 
+
 def sample_expectation(rng: random.Random) -> Expectation:
     """Draw a random caption structure; omitted attributes stay None."""
+
     def group(count: int = 1, p_color: float = 0.75, p_size: float = 0.35) -> Group:
         if count == 1:
             article = "one" if rng.random() < 0.1 else "a"
         else:
             article = rng.choice([k for k, v in NUMBER_WORDS.items() if v == count])
-        return Group(rng.choice(SHAPES), count,
-                     rng.choice(list(COLORS)) if rng.random() < p_color else None,
-                     rng.choice(["small", "large"]) if rng.random() < p_size else None, article=article)
+        return Group(
+            rng.choice(SHAPES),
+            count,
+            rng.choice(list(COLORS)) if rng.random() < p_color else None,
+            rng.choice(["small", "large"]) if rng.random() < p_size else None,
+            article=article,
+        )
 
     form = rng.choices(["single", "count", "relation", "list"], weights=[0.25, 0.15, 0.3, 0.3])[0]
     if form == "single":
@@ -332,8 +380,10 @@ def sample_expectation(rng: random.Random) -> Expectation:
 
 def say_sizes(e: Expectation, rng: random.Random) -> Expectation:
     """`e` with each stated size said by a synonym chosen at random ("big", "tiny", ...)."""
+
     def word(size: str | None) -> str | None:
         return size and rng.choice([w for w, s in SIZE_WORDS.items() if s == size])
+
     return replace(e, groups=tuple(replace(g, size=word(g.size)) for g in e.groups))
 
 
@@ -354,11 +404,19 @@ def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -
             s = rng.uniform(*SIZE_RANGES[size])
             lo, hi = s / 2 + margin, 1 - s / 2 - margin
             direction = g.direction or "up"
-            dx, dy = centroid_offset(g.shape, direction, s)  # the pixels' centre from the box centre
+            dx, dy = centroid_offset(
+                g.shape, direction, s
+            )  # the pixels' centre from the box centre
             if g.where:
                 col, row = WHERE[g.where]
-                x0, x1 = max(lo, col / 3 + WHERE_MARGIN - dx), min(hi, (col + 1) / 3 - WHERE_MARGIN - dx)
-                y0, y1 = max(lo, row / 3 + WHERE_MARGIN - dy), min(hi, (row + 1) / 3 - WHERE_MARGIN - dy)
+                x0, x1 = (
+                    max(lo, col / 3 + WHERE_MARGIN - dx),
+                    min(hi, (col + 1) / 3 - WHERE_MARGIN - dx),
+                )
+                y0, y1 = (
+                    max(lo, row / 3 + WHERE_MARGIN - dy),
+                    min(hi, (row + 1) / 3 - WHERE_MARGIN - dy),
+                )
                 if x0 > x1 or y0 > y1:
                     break
                 cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
@@ -369,7 +427,11 @@ def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -
                 main = sign * rng.uniform(DRAW_REL_MIN, 0.8)
                 other = rng.uniform(-0.5, 0.5) * abs(main)
                 ax, ay = a.centre
-                x, y = (ax + main, ay + other) if side in ("left", "right") else (ax + other, ay + main)
+                x, y = (
+                    (ax + main, ay + other)
+                    if side in ("left", "right")
+                    else (ax + other, ay + main)
+                )
                 cx, cy = x - dx, y - dy
             else:
                 cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
@@ -416,28 +478,37 @@ def scene_for(caption: str, seed: int = 0, W: int = 64) -> Scene:
 # ----------------------------------------------------------------------------- rendering
 
 SUPERSAMPLE = 4
-_ANGLES = np.linspace(0, 2 * np.pi, 64, endpoint=False)  # a circle is drawn as the 64-gon at these angles
+_ANGLES = np.linspace(
+    0, 2 * np.pi, 64, endpoint=False
+)  # a circle is drawn as the 64-gon at these angles
 _COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 
 
-def shape_polygons(shape: str, cx: float, cy: float, s: float, direction: str = "up"
-                   ) -> list[list[tuple[float, float]]]:
+def shape_polygons(
+    shape: str, cx: float, cy: float, s: float, direction: str = "up"
+) -> list[list[tuple[float, float]]]:
     """The shape as polygons in the same units as its centre and side (a circle as a 64-gon);
     a triangle's apex is at the middle of the box side that `direction` names, its base on the opposite one."""
     h = s / 2
     if shape == "square":
         return [[(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]]
     if shape == "triangle":
-        return [{"up": [(cx - h, cy + h), (cx + h, cy + h), (cx, cy - h)],
-                 "down": [(cx - h, cy - h), (cx + h, cy - h), (cx, cy + h)],
-                 "left": [(cx + h, cy - h), (cx + h, cy + h), (cx - h, cy)],
-                 "right": [(cx - h, cy - h), (cx - h, cy + h), (cx + h, cy)]}[direction]]
+        return [
+            {
+                "up": [(cx - h, cy + h), (cx + h, cy + h), (cx, cy - h)],
+                "down": [(cx - h, cy - h), (cx + h, cy - h), (cx, cy + h)],
+                "left": [(cx + h, cy - h), (cx + h, cy + h), (cx - h, cy)],
+                "right": [(cx - h, cy - h), (cx - h, cy + h), (cx + h, cy)],
+            }[direction]
+        ]
     if shape == "diamond":
         return [[(cx, cy - h), (cx + h, cy), (cx, cy + h), (cx - h, cy)]]
     if shape == "cross":
         t = s / 6
-        return [[(cx - h, cy - t), (cx + h, cy - t), (cx + h, cy + t), (cx - h, cy + t)],
-                [(cx - t, cy - h), (cx + t, cy - h), (cx + t, cy + h), (cx - t, cy + h)]]
+        return [
+            [(cx - h, cy - t), (cx + h, cy - t), (cx + h, cy + t), (cx - h, cy + t)],
+            [(cx - t, cy - h), (cx + t, cy - h), (cx + t, cy + h), (cx - t, cy + h)],
+        ]
     if shape == "circle":
         return [list(zip((cx + h * _COS).tolist(), (cy + h * _SIN).tolist(), strict=True))]
     raise ValueError(f"unknown shape {shape!r}")
@@ -454,12 +525,15 @@ def render(scene: Scene, W: int = 64) -> np.ndarray:
     return np.asarray(img.reduce(SUPERSAMPLE))  # the mean of each SUPERSAMPLE x SUPERSAMPLE block
 
 
-def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int, H: int | None = None,
-                   direction: str = "up") -> np.ndarray:
+def shape_coverage(
+    shape: str, cx: float, cy: float, s: float, W: int, H: int | None = None, direction: str = "up"
+) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of one shape on an H x W canvas (H = W unless given; geometry in pixels)."""
     img = Image.new("L", (W * SUPERSAMPLE, (H or W) * SUPERSAMPLE), 0)
     draw = ImageDraw.Draw(img)
-    for poly in shape_polygons(shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, s * SUPERSAMPLE, direction):
+    for poly in shape_polygons(
+        shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, s * SUPERSAMPLE, direction
+    ):
         draw.polygon(poly, fill=255)
     return np.asarray(img.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
 
@@ -467,6 +541,7 @@ def shape_coverage(shape: str, cx: float, cy: float, s: float, W: int, H: int | 
 @dataclass
 class WorldSample:
     """A rendered scene with its caption."""
+
     image: np.ndarray
     caption: str
     scene: Scene = field(repr=False)

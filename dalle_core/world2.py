@@ -6,6 +6,7 @@ families (`phrasing`). No image or caption of the stream shows or names a held-o
 (`world.HELD_OUT`): this is what the transformer and the scorer train on; the v1 stream
 (`world.sample`) stays what the shipped model was trained on.
 """
+
 from __future__ import annotations
 
 import random
@@ -35,6 +36,7 @@ class Sample2:
     """A draw of the second edition: its image and caption, and what it shows: the scene and its caption's
     meaning (for a single scene) or the layout sample and what its caption says of it, and the paraphrase
     style of the caption."""
+
     image: np.ndarray
     caption: str
     kind: str  # "scene" or one of LAYOUTS
@@ -53,9 +55,15 @@ def check_stream_side(W: int) -> None:
 
 def with_directions(e: Expectation, rng: random.Random) -> Expectation:
     """`e` with each lone triangle's direction stated (any of the four) with probability P_POINTING."""
-    return replace(e, groups=tuple(
-        replace(g, direction=rng.choice(DIRECTIONS)) if g.shape == "triangle" and g.count == 1
-        and rng.random() < P_POINTING else g for g in e.groups))
+    return replace(
+        e,
+        groups=tuple(
+            replace(g, direction=rng.choice(DIRECTIONS))
+            if g.shape == "triangle" and g.count == 1 and rng.random() < P_POINTING
+            else g
+            for g in e.groups
+        ),
+    )
 
 
 def has_held_out(e: Expectation) -> bool:
@@ -84,4 +92,6 @@ def sample2(seed: int, W: int = 96) -> Sample2:
         return Sample2(render(scene, W), phrase(e, style), kind, style, expectation=e, scene=scene)
     s = SAMPLERS[kind](rng)
     said = s.spoken(rng)
-    return Sample2(render_layout(s.layout, W), phrase_layout(said, style), kind, style, layout=s, said=said)
+    return Sample2(
+        render_layout(s.layout, W), phrase_layout(said, style), kind, style, layout=s, said=said
+    )

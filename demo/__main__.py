@@ -8,6 +8,7 @@ Examples:
 
 Everything else works offline: nothing is downloaded at run time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,38 +19,78 @@ import sys
 from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES
 
 API_KEY_ENV = "DALLE_DEMO_API_KEY"
-EXPOSED_RATE_LIMIT = 10  # API image requests per minute per client: the default when others can reach the server
+EXPOSED_RATE_LIMIT = (
+    10  # API image requests per minute per client: the default when others can reach the server
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line options."""
-    parser = argparse.ArgumentParser(prog="dalle-demo", description=__doc__.split("\n\n")[0],
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: %(default)s, this computer only; 0.0.0.0: your network)")
+    parser = argparse.ArgumentParser(
+        prog="dalle-demo",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this computer only; 0.0.0.0: your network)",
+    )
     parser.add_argument("--port", type=int, default=7860, help="port (default: %(default)s)")
-    parser.add_argument("--share", action="store_true",
-                        help="also make a public https://*.gradio.live link through Gradio's tunnel, valid for a "
-                             "week (needs internet; the first use downloads Gradio's frpc tunnel client). "
-                             "Use it with --auth and --api-key")
-    parser.add_argument("--auth", metavar="USER:PASS", type=_user_password,
-                        help="ask for this user name and password in the app (the API uses --api-key)")
-    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
-                        help=f"require 'Authorization: Bearer KEY' on the /v1 API (default: ${API_KEY_ENV}, "
-                             "else no key)")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), metavar="DIR",
-                        help="model checkpoint folder (default: the shipped %(default)s)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where to run the model (default: %(default)s: cuda if available)")
-    parser.add_argument("--max-candidates", type=_candidates, default=MAX_CANDIDATES, metavar="N",
-                        help="the most candidates the app may sample per request (default: %(default)s)")
-    parser.add_argument("--api-candidates", type=_candidates, default=DEFAULTS.candidates, metavar="N",
-                        help="each API image is the best of this many samples (default: %(default)s)")
-    parser.add_argument("--rate-limit", type=_rate, metavar="N/min",
-                        help="the most API image requests a client (an IP address) may make per minute, or 'off' "
-                             "(default: off when only this computer can reach the server; "
-                             f"{EXPOSED_RATE_LIMIT}/min with a --host other than loopback, or --share)")
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        help="also make a public https://*.gradio.live link through Gradio's tunnel, valid for a "
+        "week (needs internet; the first use downloads Gradio's frpc tunnel client). "
+        "Use it with --auth and --api-key",
+    )
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        type=_user_password,
+        help="ask for this user name and password in the app (the API uses --api-key)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require 'Authorization: Bearer KEY' on the /v1 API (default: ${API_KEY_ENV}, "
+        "else no key)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT),
+        metavar="DIR",
+        help="model checkpoint folder (default: the shipped %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where to run the model (default: %(default)s: cuda if available)",
+    )
+    parser.add_argument(
+        "--max-candidates",
+        type=_candidates,
+        default=MAX_CANDIDATES,
+        metavar="N",
+        help="the most candidates the app may sample per request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-candidates",
+        type=_candidates,
+        default=DEFAULTS.candidates,
+        metavar="N",
+        help="each API image is the best of this many samples (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="N/min",
+        help="the most API image requests a client (an IP address) may make per minute, or 'off' "
+        "(default: off when only this computer can reach the server; "
+        f"{EXPOSED_RATE_LIMIT}/min with a --host other than loopback, or --share)",
+    )
     args = parser.parse_args(argv)
     if args.rate_limit is None:
         args.rate_limit = EXPOSED_RATE_LIMIT if args.share or not _is_loopback(args.host) else 0
@@ -74,34 +115,55 @@ def main(argv: list[str] | None = None) -> None:
         model = Dalle(args.checkpoint, args.device)
     except CheckpointError as e:
         sys.exit(f"dalle-demo: {e}")
-    options = dict(api_key=args.api_key, auth=args.auth, api_candidates=args.api_candidates,
-                   max_candidates=args.max_candidates, rate_limit=args.rate_limit or None)
+    options = dict(
+        api_key=args.api_key,
+        auth=args.auth,
+        api_candidates=args.api_candidates,
+        max_candidates=args.max_candidates,
+        rate_limit=args.rate_limit or None,
+    )
     if args.rate_limit:
         print(f"API rate limit: {args.rate_limit} image requests per minute per client", flush=True)
     if args.share:
         demo, local_url, share_url = launch_shared(model, args.host, args.port, **options)
         urls = [local_url.rstrip("/")] + ([share_url.rstrip("/")] if share_url else [])
-        print("App: " + " and ".join(f"{u}/" for u in urls) + "\nAPI: " + " and ".join(f"{u}/v1" for u in urls),
-              flush=True)
+        print(
+            "App: "
+            + " and ".join(f"{u}/" for u in urls)
+            + "\nAPI: "
+            + " and ".join(f"{u}/v1" for u in urls),
+            flush=True,
+        )
         if not share_url:
-            print("warning: Gradio could not make a share link (it needs the internet)", file=sys.stderr)
+            print(
+                "warning: Gradio could not make a share link (it needs the internet)",
+                file=sys.stderr,
+            )
         demo.block_thread()
     else:
         url = f"http://{_url_host(args.host)}:{args.port}"
         print(f"App: {url}/\nAPI: {url}/v1  (OpenAI(base_url='{url}/v1', api_key=...))", flush=True)
-        uvicorn.run(create_app(model, **options), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(
+            create_app(model, **options), host=args.host, port=args.port, log_level="warning"
+        )
 
 
-def exposure_warnings(host: str, share: bool, auth: tuple[str, str] | None, api_key: str | None) -> list[str]:
+def exposure_warnings(
+    host: str, share: bool, auth: tuple[str, str] | None, api_key: str | None
+) -> list[str]:
     """Warnings about who else can reach the server with these options."""
     warnings = []
     if not _is_loopback(host):
-        warnings.append(f"listening on {host}: other computers can reach the app and the API"
-                        + ("" if auth and api_key else "; protect them with --auth USER:PASS and --api-key KEY"))
+        warnings.append(
+            f"listening on {host}: other computers can reach the app and the API"
+            + ("" if auth and api_key else "; protect them with --auth USER:PASS and --api-key KEY")
+        )
     if share and not auth:
         warnings.append("--share without --auth: anyone with the public link can use the app")
     if share and not api_key:
-        warnings.append("--share without --api-key: anyone with the public link can use the /v1 API")
+        warnings.append(
+            "--share without --api-key: anyone with the public link can use the /v1 API"
+        )
     return warnings
 
 
@@ -135,7 +197,9 @@ def _rate(text: str) -> int:
     count, _, unit = text.strip().partition("/")
     if count.isdigit() and int(count) >= 1 and unit.strip().lower() in ("", "min", "m", "minute"):
         return int(count)
-    raise argparse.ArgumentTypeError(f"expected N/min with N a whole number from 1, or 'off', got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected N/min with N a whole number from 1, or 'off', got {text!r}"
+    )
 
 
 def _candidates(text: str) -> int:
@@ -144,7 +208,9 @@ def _candidates(text: str) -> int:
     except ValueError:
         n = 0
     if not 1 <= n <= MAX_CANDIDATES:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_CANDIDATES}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_CANDIDATES}, got {text!r}"
+        )
     return n
 
 

@@ -19,6 +19,7 @@ which both the current and the 0.28 `openai` clients turn into their exceptions.
 `ModelGate` (one at a time, first come first served, a bounded waiting room) and stop between two token
 rows when the client disconnects; an optional `RateLimit` bounds each client's requests per minute.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,7 +75,9 @@ T = TypeVar("T")
 
 API_PREFIX = "/v1"  # where demo.server mounts this app; the OpenAPI document's paths include it
 MODEL_ID = "laptop-dalle"
-Size = Literal["64x64", "256x256", "512x512", "1024x1024"]  # 64 is the model's own; the rest are enlarged
+Size = Literal[
+    "64x64", "256x256", "512x512", "1024x1024"
+]  # 64 is the model's own; the rest are enlarged
 SIZES = {size: int(size.partition("x")[0]) for size in get_args(Size)}
 DEFAULT_SIZE: Size = "1024x1024"  # as OpenAI's
 ResponseFormat = Literal["url", "b64_json"]
@@ -91,6 +94,7 @@ GATE_POLL_SECONDS = 0.05  # how often a waiting call looks whether its client is
 
 
 # ------------------------------------------------------------------ requests and responses
+
 
 def _absent_is_default(value: Any) -> Any:
     """JSON null or an empty multipart field stand for the field's default, as OpenAI's API takes them."""
@@ -116,21 +120,34 @@ def _not_blank(prompt: str) -> str:
 class ImageRequest(BaseModel):
     """The fields of `POST /v1/images/generations` (JSON), which `POST /v1/images/edits` sends as multipart text."""
 
-    model_config = ConfigDict(extra="ignore")  # OpenAI's other fields (quality, style, ...) are ignored
+    model_config = ConfigDict(
+        extra="ignore"
+    )  # OpenAI's other fields (quality, style, ...) are ignored
 
-    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)] = Field(
-        description="What to draw, in the shapes world's words, e.g. 'a red circle above a blue square'")
+    prompt: Annotated[
+        str, Field(min_length=1, max_length=MAX_PROMPT_CHARS), AfterValidator(_not_blank)
+    ] = Field(
+        description="What to draw, in the shapes world's words, e.g. 'a red circle above a blue square'"
+    )
     n: Annotated[int, Strict(), Field(ge=1, le=MAX_N), BeforeValidator(_whole_number)] = Field(
-        1, description="How many images, best first")
+        1, description="How many images, best first"
+    )
     size: Annotated[Size, BeforeValidator(_absent_is_default)] = Field(
-        DEFAULT_SIZE, description="64x64 is the model's own resolution; larger sizes are enlarged with square pixels")
+        DEFAULT_SIZE,
+        description="64x64 is the model's own resolution; larger sizes are enlarged with square pixels",
+    )
     response_format: Annotated[ResponseFormat, BeforeValidator(_absent_is_default)] = Field(
-        "url", description="url: a link to the PNG, kept for an hour; b64_json: the PNG itself, base64-encoded")
+        "url",
+        description="url: a link to the PNG, kept for an hour; b64_json: the PNG itself, base64-encoded",
+    )
     model: Any = Field(None, description="Ignored: there is one model")
     user: Any = Field(None, description="Ignored")
 
 
-_FILE = {"type": "string", "contentMediaType": "application/octet-stream"}  # OpenAPI 3.1's file upload
+_FILE = {
+    "type": "string",
+    "contentMediaType": "application/octet-stream",
+}  # OpenAPI 3.1's file upload
 
 
 class EditRequest(ImageRequest):
@@ -139,22 +156,37 @@ class EditRequest(ImageRequest):
 
     # (their schemas are declared: pydantic's would say "or null", which hides from clients that they are files)
     image: Annotated[list[UploadFile] | None, WithJsonSchema(_FILE)] = Field(
-        None, description="The image to edit (PNG, or any format Pillow reads): one, whose central square is kept")
-    image_list: Annotated[list[UploadFile] | None, WithJsonSchema({"type": "array", "items": _FILE})] = Field(
-        None, alias="image[]", description="The image, as the openai client sends a list of images: one")
+        None,
+        description="The image to edit (PNG, or any format Pillow reads): one, whose central square is kept",
+    )
+    image_list: Annotated[
+        list[UploadFile] | None, WithJsonSchema({"type": "array", "items": _FILE})
+    ] = Field(
+        None,
+        alias="image[]",
+        description="The image, as the openai client sends a list of images: one",
+    )
     mask: Annotated[UploadFile | None, WithJsonSchema(_FILE)] = Field(
-        None, description="A PNG of the image's size: its fully transparent pixels (alpha 0) mark what to redraw. "
-                          "Without it, the image's own transparency does")
+        None,
+        description="A PNG of the image's size: its fully transparent pixels (alpha 0) mark what to redraw. "
+        "Without it, the image's own transparency does",
+    )
 
 
 class ImageData(BaseModel):
-    url: str | None = Field(None, description="Where to get the PNG (for an hour), for response_format url")
-    b64_json: str | None = Field(None, description="The PNG, base64-encoded, for response_format b64_json")
+    url: str | None = Field(
+        None, description="Where to get the PNG (for an hour), for response_format url"
+    )
+    b64_json: str | None = Field(
+        None, description="The PNG, base64-encoded, for response_format b64_json"
+    )
 
 
 class ImagesResponse(BaseModel):
     created: int = Field(description="Unix time")
-    data: list[ImageData] = Field(min_length=1, max_length=MAX_N, description="The images, best first")
+    data: list[ImageData] = Field(
+        min_length=1, max_length=MAX_N, description="The images, best first"
+    )
 
 
 class ModelCard(BaseModel):
@@ -178,10 +210,12 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     """OpenAI's error format."""
+
     error: ErrorDetail
 
 
 # ------------------------------------------------------------------ errors
+
 
 class APIError(HTTPException):
     """An error answered in OpenAI's format: `{"error": {"message", "type", "param", "code"}}`.
@@ -189,14 +223,34 @@ class APIError(HTTPException):
     An HTTPException, so that FastAPI lets it through from where it reads the body (the size limit raises it).
     """
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error", headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(status, message, headers)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+        self.status, self.message, self.param, self.code, self.type = (
+            status,
+            message,
+            param,
+            code,
+            type,
+        )
 
     def response(self) -> JSONResponse:
         """The JSON response to send."""
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
@@ -210,25 +264,42 @@ def validation_error(errors: list[dict[str, Any]]) -> APIError:
     if not loc or not isinstance(loc[0], str):  # the body as a whole
         if kind == "json_invalid":
             reason = error.get("ctx", {}).get("error")
-            return APIError(400, "We could not parse the JSON body of your request" + (f" ({reason})" if reason else "")
-                            + ": send a JSON object.")
+            return APIError(
+                400,
+                "We could not parse the JSON body of your request"
+                + (f" ({reason})" if reason else "")
+                + ": send a JSON object.",
+            )
         if kind == "missing":
             return APIError(400, "The request body is empty: send a JSON object.")
         if isinstance(given, bytes):  # FastAPI reads a body sent as another content type as bytes
-            return APIError(400, "Send the request body as a JSON object, with 'Content-Type: application/json'.")
+            return APIError(
+                400,
+                "Send the request body as a JSON object, with 'Content-Type: application/json'.",
+            )
         return APIError(400, f"The request body must be a JSON object, got {_given(given)}.")
     field = loc[0]
     param = "image" if field == "image[]" else field
     if field == "prompt":
         if kind in ("missing", "string_too_short", "string_blank") or given is None:
-            return APIError(400, "The prompt is missing or empty: describe the image, e.g. 'a red circle above a "
-                                 "blue square'.", param=param)
+            return APIError(
+                400,
+                "The prompt is missing or empty: describe the image, e.g. 'a red circle above a "
+                "blue square'.",
+                param=param,
+            )
         if kind == "string_too_long":
-            return APIError(400, f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters, got {len(given)}.",
-                            param=param)
+            return APIError(
+                400,
+                f"The prompt is too long: at most {MAX_PROMPT_CHARS} characters, got {len(given)}.",
+                param=param,
+            )
         if kind == "string_unicode":  # lone surrogates, as JSON's "\ud800" escapes can give
-            return APIError(400, "The prompt is not valid Unicode text (it has unpaired surrogate characters).",
-                            param=param)
+            return APIError(
+                400,
+                "The prompt is not valid Unicode text (it has unpaired surrogate characters).",
+                param=param,
+            )
     if kind == "missing":
         return APIError(400, f"{field} is missing.", param=param)
     schema = _field_schemas().get(field, {})
@@ -244,7 +315,9 @@ def _field_schemas() -> dict[str, dict[str, Any]]:
 def _expected(schema: dict[str, Any]) -> str:
     """What a field takes, in words, from its JSON schema."""
     schema = next((s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"), schema)
-    if schema.get("type") == "array":  # files: `image` may come as several parts, of which one is allowed
+    if (
+        schema.get("type") == "array"
+    ):  # files: `image` may come as several parts, of which one is allowed
         schema = schema.get("items", {})
     if "enum" in schema:
         return "one of " + ", ".join(map(str, schema["enum"]))
@@ -253,7 +326,9 @@ def _expected(schema: dict[str, Any]) -> str:
     if schema.get("type") == "integer" and "minimum" in schema and "maximum" in schema:
         return f"an integer between {schema['minimum']:g} and {schema['maximum']:g}"
     if schema.get("type") == "string":
-        return "a string" + (f" of at most {schema['maxLength']} characters" if "maxLength" in schema else "")
+        return "a string" + (
+            f" of at most {schema['maxLength']} characters" if "maxLength" in schema else ""
+        )
     return f"a {schema['type']}" if "type" in schema else "a valid value"
 
 
@@ -271,6 +346,7 @@ def _given(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ the model's gate, rate limits, the URL store
+
 
 class Busy(Exception):
     """Raised by `ModelGate.run` when too many calls already wait for the model."""
@@ -290,7 +366,9 @@ class ModelGate:
     def __init__(self, max_waiting: int = MAX_WAITING):
         self.max_waiting = max_waiting
         self._turns = threading.Condition()
-        self._queue: deque[object] = deque()  # the running call first, then the waiting ones in arrival order
+        self._queue: deque[object] = (
+            deque()
+        )  # the running call first, then the waiting ones in arrival order
 
     @property
     def busy(self) -> int:
@@ -332,14 +410,18 @@ class RateLimit:
         if count < 1:
             raise ValueError(f"a rate limit must allow 1 request or more, got {count}")
         self.count, self.period = count, period
-        self._admitted: dict[str, deque[float]] = {}  # client -> times of its requests in the last period
+        self._admitted: dict[
+            str, deque[float]
+        ] = {}  # client -> times of its requests in the last period
         self._swept = time.monotonic()
 
     def admit(self, client: str) -> float:
         """0 when the client's request may go on (it is counted), else the seconds until one may."""
         now = time.monotonic()
         if now - self._swept > self.period:  # forget clients that went quiet: memory stays bounded
-            self._admitted = {c: t for c, t in self._admitted.items() if t and t[-1] > now - self.period}
+            self._admitted = {
+                c: t for c, t in self._admitted.items() if t and t[-1] > now - self.period
+            }
             self._swept = now
         times = self._admitted.setdefault(client, deque())
         while times and times[0] <= now - self.period:
@@ -379,7 +461,11 @@ class FileStore:
         too_old = time.monotonic() - self.max_age
         while self._files:
             created, data = next(iter(self._files.values()))
-            if created >= too_old and len(self._files) <= self.max_files and self._bytes <= self.max_bytes:
+            if (
+                created >= too_old
+                and len(self._files) <= self.max_files
+                and self._bytes <= self.max_bytes
+            ):
                 break
             self._files.popitem(last=False)
             self._bytes -= len(data)
@@ -387,22 +473,34 @@ class FileStore:
 
 # ------------------------------------------------------------------ the app
 
+
 def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    described = {400: "Bad input: the message says which field (`param`) and why",
-                 401: "Missing or wrong API key",
-                 404: "Unknown or expired",
-                 413: f"A request body over {MAX_FORM_BYTES // 2**20} MB (a form) or {MAX_JSON_BYTES // 2**20} MB "
-                      f"(JSON), or an upload over {MAX_IMAGE_BYTES // 2**20} MB",
-                 429: "The model is busy, or this client's rate limit is reached: retry after the Retry-After "
-                      "header's seconds"}
-    responses: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse, "description": described[s]}
-                                                  for s in statuses}
-    responses["default"] = {"model": ErrorResponse, "description": "Any other error, in the same format"}
+    described = {
+        400: "Bad input: the message says which field (`param`) and why",
+        401: "Missing or wrong API key",
+        404: "Unknown or expired",
+        413: f"A request body over {MAX_FORM_BYTES // 2**20} MB (a form) or {MAX_JSON_BYTES // 2**20} MB "
+        f"(JSON), or an upload over {MAX_IMAGE_BYTES // 2**20} MB",
+        429: "The model is busy, or this client's rate limit is reached: retry after the Retry-After "
+        "header's seconds",
+    }
+    responses: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse, "description": described[s]} for s in statuses
+    }
+    responses["default"] = {
+        "model": ErrorResponse,
+        "description": "Any other error, in the same format",
+    }
     return responses
 
 
-def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = DEFAULTS.candidates,
-               max_waiting: int = MAX_WAITING, rate_limit: int | None = None) -> FastAPI:
+def create_api(
+    model: Dalle,
+    api_key: str | None = None,
+    api_candidates: int = DEFAULTS.candidates,
+    max_waiting: int = MAX_WAITING,
+    rate_limit: int | None = None,
+) -> FastAPI:
     """The Images API as a FastAPI app to mount at `API_PREFIX`; its `state.model_gate` is the `ModelGate`.
 
     `api_key` (if any) is required as a Bearer token; each image is the best of `api_candidates` samples; when
@@ -410,40 +508,96 @@ def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = D
     requests a client (an IP address) may make per minute.
     """
     if not 1 <= api_candidates <= MAX_CANDIDATES:
-        raise ValueError(f"api_candidates must be between 1 and {MAX_CANDIDATES}, got {api_candidates}")
+        raise ValueError(
+            f"api_candidates must be between 1 and {MAX_CANDIDATES}, got {api_candidates}"
+        )
     limit = RateLimit(rate_limit) if rate_limit else None
     images = ImagesAPI(model, api_key, api_candidates, ModelGate(max_waiting), FileStore(), limit)
-    api = FastAPI(title="Laptop DALL·E Images API", version="1", docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", root_path_in_servers=False, redirect_slashes=False,
-                  strict_content_type=False,  # a JSON body without a Content-Type is read as JSON, as before
-                  description="OpenAI-compatible image generation and editing; see demo/README.md.")
+    api = FastAPI(
+        title="Laptop DALL·E Images API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        root_path_in_servers=False,
+        redirect_slashes=False,
+        strict_content_type=False,  # a JSON body without a Content-Type is read as JSON, as before
+        description="OpenAI-compatible image generation and editing; see demo/README.md.",
+    )
     api.state.model_gate = images.gate
     api.add_middleware(Gatekeeper, api_key=api_key)
-    for exception, handler in ((APIError, _answer_api_error), (RequestValidationError, _answer_validation_error),
-                               (HTTPException, _answer_http_error), (Exception, _answer_server_error)):
+    for exception, handler in (
+        (APIError, _answer_api_error),
+        (RequestValidationError, _answer_validation_error),
+        (HTTPException, _answer_http_error),
+        (Exception, _answer_server_error),
+    ):
         api.add_exception_handler(exception, handler)
-    key, rate = Security(_BEARER), Depends(images.check_rate)  # the key itself is checked by `Gatekeeper`
-    image_route = dict(methods=["POST"], response_model=ImagesResponse, response_model_exclude_none=True,
-                       response_description="The images, best first", responses=_error_responses(400, 401, 413, 429))
-    api.add_api_route("/images/generations", images.generations, operation_id="createImage", name="openai_generations",
-                      summary="Create images from a prompt", dependencies=[key, rate], **image_route,
-                      description=f"Each image is the best of {api_candidates} samples (at least n), by the scorer.")
-    api.add_api_route("/images/edits", images.edits, operation_id="createImageEdit", name="openai_edits",
-                      summary="Redraw part of an image", dependencies=[key, Depends(_multipart), rate],
-                      form_limits=FORM_LIMITS, **image_route,
-                      description="The mask's fully transparent pixels (alpha 0) mark what to redraw; without a "
-                                  "mask, the image's own transparency does. This model redraws a rectangle that "
-                                  "reaches the bottom-right corner: the smallest one of whole token cells that "
-                                  "covers the marked area.")
-    api.add_api_route("/models", images.models, methods=["GET"], operation_id="listModels", name="openai_models",
-                      summary="List the one model", response_model=ModelList, dependencies=[key],
-                      response_description="The one model served", responses=_error_responses(401))
-    api.add_api_route("/files/{file_id}.png", images.file, methods=["GET"], operation_id="getImageFile",
-                      name="openai_file", summary="Get an image returned as a URL", response_class=Response,
-                      responses={200: {"description": "The PNG", "content": {
-                          "image/png": {"schema": {"type": "string", "format": "binary"}}}}, **_error_responses(404)},
-                      description="An image returned earlier as `url`, for an hour. Its random id is its only key: "
-                                  "no API key.")
+    key, rate = (
+        Security(_BEARER),
+        Depends(images.check_rate),
+    )  # the key itself is checked by `Gatekeeper`
+    image_route = dict(
+        methods=["POST"],
+        response_model=ImagesResponse,
+        response_model_exclude_none=True,
+        response_description="The images, best first",
+        responses=_error_responses(400, 401, 413, 429),
+    )
+    api.add_api_route(
+        "/images/generations",
+        images.generations,
+        operation_id="createImage",
+        name="openai_generations",
+        summary="Create images from a prompt",
+        dependencies=[key, rate],
+        **image_route,
+        description=f"Each image is the best of {api_candidates} samples (at least n), by the scorer.",
+    )
+    api.add_api_route(
+        "/images/edits",
+        images.edits,
+        operation_id="createImageEdit",
+        name="openai_edits",
+        summary="Redraw part of an image",
+        dependencies=[key, Depends(_multipart), rate],
+        form_limits=FORM_LIMITS,
+        **image_route,
+        description="The mask's fully transparent pixels (alpha 0) mark what to redraw; without a "
+        "mask, the image's own transparency does. This model redraws a rectangle that "
+        "reaches the bottom-right corner: the smallest one of whole token cells that "
+        "covers the marked area.",
+    )
+    api.add_api_route(
+        "/models",
+        images.models,
+        methods=["GET"],
+        operation_id="listModels",
+        name="openai_models",
+        summary="List the one model",
+        response_model=ModelList,
+        dependencies=[key],
+        response_description="The one model served",
+        responses=_error_responses(401),
+    )
+    api.add_api_route(
+        "/files/{file_id}.png",
+        images.file,
+        methods=["GET"],
+        operation_id="getImageFile",
+        name="openai_file",
+        summary="Get an image returned as a URL",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The PNG",
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_error_responses(404),
+        },
+        description="An image returned earlier as `url`, for an hour. Its random id is its only key: "
+        "no API key.",
+    )
     api.openapi = lambda: _openapi_document(api)  # type: ignore[method-assign]
     return api
 
@@ -451,7 +605,9 @@ def create_api(model: Dalle, api_key: str | None = None, api_candidates: int = D
 def _openapi_document(api: FastAPI) -> dict[str, Any]:
     """FastAPI's document of the routes, their paths absolute (with `API_PREFIX`): the server's root is the base."""
     if api.openapi_schema is None:
-        document = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+        document = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
         document["paths"] = {API_PREFIX + path: item for path, item in document["paths"].items()}
         api.openapi_schema = document
     return api.openapi_schema
@@ -462,44 +618,79 @@ _BEARER = HTTPBearer(auto_error=False, description="The server's --api-key, if i
 
 async def _multipart(request: Request) -> None:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise APIError(400, "Send the edit as multipart/form-data with the image file in the field 'image'.")
+        raise APIError(
+            400, "Send the edit as multipart/form-data with the image file in the field 'image'."
+        )
 
 
 class ImagesAPI:
     """The routes' endpoints and dependencies; they return responses or raise `APIError`."""
 
-    def __init__(self, model: Dalle, api_key: str | None, api_candidates: int, gate: ModelGate, files: FileStore,
-                 rate_limit: RateLimit | None = None):
+    def __init__(
+        self,
+        model: Dalle,
+        api_key: str | None,
+        api_candidates: int,
+        gate: ModelGate,
+        files: FileStore,
+        rate_limit: RateLimit | None = None,
+    ):
         self.model, self.api_key, self.api_candidates = model, api_key, api_candidates
         self.gate, self.files, self.rate_limit = gate, files, rate_limit
 
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
-        results = await self._run(request, lambda: self.model.generate_stream(body.prompt, **self._settings(body.n)))
+        results = await self._run(
+            request, lambda: self.model.generate_stream(body.prompt, **self._settings(body.n))
+        )
         return self._answer(request, results, body)
 
     async def edits(self, request: Request, form: Annotated[EditRequest, File()]) -> ImagesResponse:
         """POST /v1/images/edits (multipart)."""
         images = [*(form.image or []), *(form.image_list or [])]
         if not images:
-            raise APIError(400, "Missing the image to edit: send it as the multipart file 'image'.", param="image")
+            raise APIError(
+                400,
+                "Missing the image to edit: send it as the multipart file 'image'.",
+                param="image",
+            )
         if len(images) > 1:
-            raise APIError(400, f"This model edits one image at a time, got {len(images)}.", param="image")
+            raise APIError(
+                400, f"This model edits one image at a time, got {len(images)}.", param="image"
+            )
         image = await _read_image(images[0], "image")
-        marked_by = "image" if form.mask is None else "mask"  # without a mask, the image's transparency marks the edit
+        marked_by = (
+            "image" if form.mask is None else "mask"
+        )  # without a mask, the image's transparency marks the edit
         mask = image if form.mask is None else await _read_image(form.mask, "mask")
         if mask.size != image.size:
-            raise APIError(400, f"The mask ({mask.size[0]}x{mask.size[1]}) must be the same size as the image "
-                                f"({image.size[0]}x{image.size[1]}).", param="mask")
-        edit = center_square(_alpha(mask, marked_by) == 0)  # the model keeps the central square of an image
+            raise APIError(
+                400,
+                f"The mask ({mask.size[0]}x{mask.size[1]}) must be the same size as the image "
+                f"({image.size[0]}x{image.size[1]}).",
+                param="mask",
+            )
+        edit = center_square(
+            _alpha(mask, marked_by) == 0
+        )  # the model keeps the central square of an image
         if not edit.any():
-            raise APIError(400, f"The {marked_by} has no fully transparent pixels (alpha 0): they mark the area to "
-                                "edit.", param=marked_by)
+            raise APIError(
+                400,
+                f"The {marked_by} has no fully transparent pixels (alpha 0): they mark the area to "
+                "edit.",
+                param=marked_by,
+            )
         region = self.model.snap_mask(edit)
         pixels = native_pixels(np.asarray(image.convert("RGBA")), self.model.image_size)
-        given = image if pixels is None else pixels  # an enlarged model-size image goes back pixel for pixel
-        results = await self._run(request, lambda: self.model.complete_stream(given, form.prompt, region=region,
-                                                                              **self._settings(form.n)))
+        given = (
+            image if pixels is None else pixels
+        )  # an enlarged model-size image goes back pixel for pixel
+        results = await self._run(
+            request,
+            lambda: self.model.complete_stream(
+                given, form.prompt, region=region, **self._settings(form.n)
+            ),
+        )
         return self._answer(request, results, form)
 
     async def models(self) -> ModelList:
@@ -510,9 +701,14 @@ class ImagesAPI:
         """GET /v1/files/<id>.png: an image returned earlier as `url`."""
         data = self.files.get(file_id)
         if data is None:
-            raise APIError(404, "No such image: images returned as URLs are kept for a limited time only.",
-                           code="not_found")
-        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+            raise APIError(
+                404,
+                "No such image: images returned as URLs are kept for a limited time only.",
+                code="not_found",
+            )
+        return Response(
+            data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+        )
 
     # ---------------------------------------------------------------- dependencies
 
@@ -522,9 +718,14 @@ class ImagesAPI:
             return
         wait = self.rate_limit.admit(request.client.host if request.client else "unknown")
         if wait:
-            raise APIError(429, f"Rate limit reached: at most {self.rate_limit.count} image requests per minute per "
-                                f"client. Retry in {math.ceil(wait)} s.", type="requests", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(math.ceil(wait))})
+            raise APIError(
+                429,
+                f"Rate limit reached: at most {self.rate_limit.count} image requests per minute per "
+                f"client. Retry in {math.ceil(wait)} s.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
 
     # ---------------------------------------------------------------- helpers
 
@@ -532,7 +733,9 @@ class ImagesAPI:
         """Facade settings for n images: the best n of max(api_candidates, n) samples, a fresh random seed."""
         return {"n": n, "candidates": max(self.api_candidates, n), "seed": secrets.randbelow(2**31)}
 
-    async def _run(self, request: Request, stream: Callable[[], Iterator[Progress]]) -> list[Result]:
+    async def _run(
+        self, request: Request, stream: Callable[[], Iterator[Progress]]
+    ) -> list[Result]:
         """The results of a streaming model call, run in a worker thread through the gate, stopped between two
         token rows (or taken out of the queue) if the client disconnects; the facade's ValueErrors become 400s."""
         stop = threading.Event()
@@ -540,25 +743,38 @@ class ImagesAPI:
         try:
             return await run_in_threadpool(self.gate.run, lambda: _results(stream(), stop), stop)
         except Busy:
-            raise APIError(429, "The server is busy with other image requests: retry in a few seconds.",
-                           type="requests", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(BUSY_RETRY_SECONDS)}) from None
+            raise APIError(
+                429,
+                "The server is busy with other image requests: retry in a few seconds.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            ) from None
         except Cancelled as e:
-            log.info("%s %s: the client disconnected; its model call stopped %s", request.method, request.url.path, e)
+            log.info(
+                "%s %s: the client disconnected; its model call stopped %s",
+                request.method,
+                request.url.path,
+                e,
+            )
             raise APIError(499, "The client closed the connection.", code="client_closed") from None
         except ValueError as e:
             raise APIError(400, str(e)) from None
         finally:
             watch.cancel()
 
-    def _answer(self, request: Request, results: list[Result], fields: ImageRequest) -> ImagesResponse:
+    def _answer(
+        self, request: Request, results: list[Result], fields: ImageRequest
+    ) -> ImagesResponse:
         data = []
         for result in results:
             png = png_bytes(enlarge(result.image, SIZES[fields.size]))
             if fields.response_format == "b64_json":
                 data.append(ImageData(b64_json=base64.b64encode(png).decode("ascii")))
             else:
-                data.append(ImageData(url=str(request.url_for("openai_file", file_id=self.files.put(png)))))
+                data.append(
+                    ImageData(url=str(request.url_for("openai_file", file_id=self.files.put(png))))
+                )
         return ImagesResponse(created=int(time.time()), data=data)
 
 
@@ -588,8 +804,11 @@ def key_error(authorization: str, api_key: str | None) -> APIError | None:
         return None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return APIError(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
-                             "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        return APIError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization "
+            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
     if not secrets.compare_digest(token.strip().encode(), api_key.encode()):
         return APIError(401, "Incorrect API key provided.", code="invalid_api_key")
     return None
@@ -598,10 +817,15 @@ def key_error(authorization: str, api_key: str | None) -> APIError | None:
 class Gatekeeper:
     """ASGI middleware, in front of everything FastAPI does (which reads bodies, and spools uploads, before any
     route code runs): first the API key (401) for the routes that take one (the image files and the OpenAPI
-    document need none; an unknown route is 404 either way); then the size of the body (413 over `MAX_FORM_BYTES` for multipart forms, `MAX_JSON_BYTES` otherwise), at once for
-    a larger Content-Length, else as soon as the bytes received pass the limit."""
+    document need none; an unknown route is 404 either way); then the size of the body (413 over
+    `MAX_FORM_BYTES` for multipart forms, `MAX_JSON_BYTES` otherwise), at once for a larger Content-Length,
+    else as soon as the bytes received pass the limit."""
 
-    KEYED = {("POST", "/images/generations"), ("POST", "/images/edits"), ("GET", "/models")}  # paths within the API
+    KEYED = {
+        ("POST", "/images/generations"),
+        ("POST", "/images/edits"),
+        ("GET", "/models"),
+    }  # paths within the API
 
     def __init__(self, app: ASGIApp, api_key: str | None):
         self.app, self.api_key = app, api_key
@@ -610,13 +834,21 @@ class Gatekeeper:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        path = scope["path"].removeprefix(scope.get("root_path", ""))  # Starlette's Mount keeps the whole path
+        path = scope["path"].removeprefix(
+            scope.get("root_path", "")
+        )  # Starlette's Mount keeps the whole path
         keyed = (scope["method"], path) in self.KEYED
         refused = key_error(headers.get("authorization", ""), self.api_key) if keyed else None
         if refused:
             return await refused.response()(scope, receive, send)
-        limit = MAX_FORM_BYTES if headers.get("content-type", "").startswith("multipart/form-data") else MAX_JSON_BYTES
-        too_large = APIError(413, f"The request is too large: at most {limit // 2**20 or 1} MB.", code="too_large")
+        limit = (
+            MAX_FORM_BYTES
+            if headers.get("content-type", "").startswith("multipart/form-data")
+            else MAX_JSON_BYTES
+        )
+        too_large = APIError(
+            413, f"The request is too large: at most {limit // 2**20 or 1} MB.", code="too_large"
+        )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return await too_large.response()(scope, receive, send)
@@ -635,6 +867,7 @@ class Gatekeeper:
 
 # ------------------------------------------------------------------ exception handlers: OpenAI's format
 
+
 async def _answer_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
     return exc.response()
@@ -649,28 +882,45 @@ async def _answer_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own HTTP errors: unknown routes and methods, multipart forms that do not parse."""
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):
-        return APIError(404, f"Invalid URL ({request.method} {request.url.path})", code="unknown_url").response()
-    if exc.status_code == 400:  # FastAPI's "There was an error parsing the body" hides the parser's reason
-        return APIError(400, f"Could not read the request body: {exc.__cause__ or exc.detail}").response()
+        return APIError(
+            404, f"Invalid URL ({request.method} {request.url.path})", code="unknown_url"
+        ).response()
+    if (
+        exc.status_code == 400
+    ):  # FastAPI's "There was an error parsing the body" hides the parser's reason
+        return APIError(
+            400, f"Could not read the request body: {exc.__cause__ or exc.detail}"
+        ).response()
     return APIError(exc.status_code, str(exc.detail), headers=exc.headers).response()
 
 
 async def _answer_server_error(request: Request, exc: Exception) -> Response:
     """Any other exception (Starlette raises it again once this is sent, and uvicorn logs its traceback)."""
-    return APIError(500, "The server had an error while processing your request.", type="server_error",
-                    code="server_error").response()
+    return APIError(
+        500,
+        "The server had an error while processing your request.",
+        type="server_error",
+        code="server_error",
+    ).response()
 
 
 # ------------------------------------------------------------------ uploads
 
+
 async def _read_image(upload: Any, param: str) -> Image.Image:
     """An uploaded file as a loaded PIL image, whatever its name and content type says (it is read from its bytes)."""
     if not isinstance(upload, StarletteUpload):
-        raise APIError(400, f"'{param}' must be uploaded as a file (multipart), not as text.", param=param)
+        raise APIError(
+            400, f"'{param}' must be uploaded as a file (multipart), not as text.", param=param
+        )
     data = await upload.read()
     if len(data) > MAX_IMAGE_BYTES:
-        raise APIError(413, f"The {param} is too large: at most {MAX_IMAGE_BYTES // 2**20} MB.", param=param,
-                       code="too_large")
+        raise APIError(
+            413,
+            f"The {param} is too large: at most {MAX_IMAGE_BYTES // 2**20} MB.",
+            param=param,
+            code="too_large",
+        )
     too_large = f"The {param} is too large: at most {MAX_IMAGE_PIXELS} pixels (4096x4096)"
     try:
         image = Image.open(io.BytesIO(data))
@@ -679,11 +929,17 @@ async def _read_image(upload: Any, param: str) -> Image.Image:
         image.load()
     except APIError:
         raise
-    except Image.DecompressionBombError:  # Pillow's own limit (`refuse_huge_images`), checked as it opens the file
+    except (
+        Image.DecompressionBombError
+    ):  # Pillow's own limit (`refuse_huge_images`), checked as it opens the file
         raise APIError(400, f"{too_large}.", param=param) from None
     except (OSError, SyntaxError, ValueError):
-        raise APIError(400, f"The {param} is not an image this server can read: send a PNG.", param=param,
-                       code="invalid_image_format") from None
+        raise APIError(
+            400,
+            f"The {param} is not an image this server can read: send a PNG.",
+            param=param,
+            code="invalid_image_format",
+        ) from None
     return image
 
 
@@ -692,7 +948,15 @@ def _alpha(image: Image.Image, param: str) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         return np.asarray(image.convert("RGBA"))[..., 3]
     if param == "mask":
-        raise APIError(400, "The mask has no alpha channel: use a PNG whose fully transparent pixels (alpha 0) "
-                            "mark the area to edit.", param=param)
-    raise APIError(400, "The image has no transparent pixels to mark what to edit: send a mask (a PNG whose "
-                        "fully transparent pixels mark it), or make that area of the image transparent.", param=param)
+        raise APIError(
+            400,
+            "The mask has no alpha channel: use a PNG whose fully transparent pixels (alpha 0) "
+            "mark the area to edit.",
+            param=param,
+        )
+    raise APIError(
+        400,
+        "The image has no transparent pixels to mark what to edit: send a mask (a PNG whose "
+        "fully transparent pixels mark it), or make that area of the image transparent.",
+        param=param,
+    )

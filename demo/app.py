@@ -4,6 +4,7 @@
 widget values into calls of the `Dalle` facade and its results into widget updates. Nothing
 here knows how the model works; `demo.server` serves this app beside the OpenAI-style API.
 """
+
 from __future__ import annotations
 
 import random
@@ -40,22 +41,33 @@ EXAMPLE_PROMPTS = [
     "a purple circle on a black background",
     "three orange triangles on a gray background",
 ]
-EXAMPLE_SCENES = Path(__file__).resolve().parent.parent / "assets" / "examples"  # scene-*.png + scene-*.txt
+EXAMPLE_SCENES = (
+    Path(__file__).resolve().parent.parent / "assets" / "examples"
+)  # scene-*.png + scene-*.txt
 MODEL_CARD = DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md"
 PAINTED, SLIDERS = "painted mask", "sliders"
-SEED = 6  # the seed box's place in `sampling_controls()`: the handlers show the seed they used there
-EDITOR_HEIGHT = DISPLAY_SIZE + 62  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
+SEED = (
+    6  # the seed box's place in `sampling_controls()`: the handlers show the seed they used there
+)
+EDITOR_HEIGHT = (
+    DISPLAY_SIZE + 62
+)  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
 
 
 def scroll_to(elem_id: str, block: str) -> str:
     """Browser code for an event that scrolls the element into view (`block` as in `scrollIntoView`)."""
-    return (f"() => {{ document.getElementById({elem_id!r})?.scrollIntoView({{block: {block!r}, behavior: 'smooth'}});"
-            " return []; }")
+    return (
+        f"() => {{ document.getElementById({elem_id!r})?.scrollIntoView({{block: {block!r}, behavior: 'smooth'}});"
+        " return []; }"
+    )
 
 
 # on Complete, bring the status line and the completions into view (on a phone they are further down); with an
 # image sent to the editor or an example scene picked, the editor, its prompt and Complete (on one screen)
-SHOW_EDIT_RESULTS, SHOW_EDITOR = scroll_to("edit-results", "nearest"), scroll_to("edit-intro", "start")
+SHOW_EDIT_RESULTS, SHOW_EDITOR = (
+    scroll_to("edit-results", "nearest"),
+    scroll_to("edit-intro", "start"),
+)
 BRUSH_COLOR = "#ff00c8"
 GENERATE, COMPLETE = "Generate", "Complete"
 GENERATING, COMPLETING = "Generating…", "Completing…"
@@ -120,111 +132,252 @@ under `/v1` (see `demo/README.md`).
 def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
     """The app's page, calling `model` for everything; `max_candidates` caps the candidates slider."""
     if not 1 <= max_candidates <= MAX_CANDIDATES:
-        raise ValueError(f"max_candidates must be between 1 and {MAX_CANDIDATES}, got {max_candidates}")
+        raise ValueError(
+            f"max_candidates must be between 1 and {MAX_CANDIDATES}, got {max_candidates}"
+        )
     h = Handlers(model)
-    model_lock = {"concurrency_id": "model", "concurrency_limit": 1}  # one model run at a time from the UI
+    model_lock = {
+        "concurrency_id": "model",
+        "concurrency_limit": 1,
+    }  # one model run at a time from the UI
     quiet = {"show_progress": "hidden"}  # no progress overlays: a status line says what is going on
     with gr.Blocks(title="Laptop DALL·E", analytics_enabled=False) as demo:
-        gr.Markdown(f"# Laptop DALL·E\nA small text-to-image model that runs on a laptop CPU: it draws "
-                    f"{model.image_size}x{model.image_size} px scenes of flat shapes from a description, "
-                    "and redraws the bottom-right part of any image.")
+        gr.Markdown(
+            f"# Laptop DALL·E\nA small text-to-image model that runs on a laptop CPU: it draws "
+            f"{model.image_size}x{model.image_size} px scenes of flat shapes from a description, "
+            "and redraws the bottom-right part of any image."
+        )
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
-                prompt = gr.Textbox(label="Prompt", placeholder="a yellow triangle above a green diamond",
-                                    max_lines=2, elem_id="prompt")
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    placeholder="a yellow triangle above a green diamond",
+                    max_lines=2,
+                    elem_id="prompt",
+                )
                 prompt_note = gr.Markdown(elem_id="prompt-note", elem_classes=["note"])
                 gr.Examples(EXAMPLE_PROMPTS, inputs=prompt, label="Example prompts")
                 gen_settings = sampling_controls(max_candidates)
                 generate_button = gr.Button(GENERATE, variant="primary", elem_id="generate")
                 gen_status = gr.Markdown(elem_id="gen-status")
                 gallery = result_gallery("Results, best first", "gallery")
-                results = gr.State([])  # the gallery's images at the model's size (uint8 arrays), best first
+                results = gr.State(
+                    []
+                )  # the gallery's images at the model's size (uint8 arrays), best first
                 selected = gr.State(None)  # the index of the gallery image the user clicked last
-                to_editor = gr.Button("Edit the selected image (the best if none is selected)",
-                                      elem_id="to-editor")
+                to_editor = gr.Button(
+                    "Edit the selected image (the best if none is selected)", elem_id="to-editor"
+                )
             with gr.Tab("Edit", id="edit"):
-                gr.Markdown("**Paint over the lower-right part** of an image to redraw it, describe the whole "
-                            "picture, and press Complete.", elem_id="edit-intro")
+                gr.Markdown(
+                    "**Paint over the lower-right part** of an image to redraw it, describe the whole "
+                    "picture, and press Complete.",
+                    elem_id="edit-intro",
+                )
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=300):
-                        editor = explain_unreadable_uploads(gr.ImageEditor(
-                            type="numpy", image_mode="RGBA", format="png", label="Image: paint what to redraw",
-                            sources=("upload", "clipboard"), transforms=(), layers=False,
-                            canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE), height=EDITOR_HEIGHT, elem_id="editor",
-                            brush=gr.Brush(default_size="auto", colors=[(BRUSH_COLOR, 0.6)], color_mode="fixed"),
-                            elem_classes=["crisp"]))
+                        editor = explain_unreadable_uploads(
+                            gr.ImageEditor(
+                                type="numpy",
+                                image_mode="RGBA",
+                                format="png",
+                                label="Image: paint what to redraw",
+                                sources=("upload", "clipboard"),
+                                transforms=(),
+                                layers=False,
+                                canvas_size=(DISPLAY_SIZE, DISPLAY_SIZE),
+                                height=EDITOR_HEIGHT,
+                                elem_id="editor",
+                                brush=gr.Brush(
+                                    default_size="auto",
+                                    colors=[(BRUSH_COLOR, 0.6)],
+                                    color_mode="fixed",
+                                ),
+                                elem_classes=["crisp"],
+                            )
+                        )
                         image_status = gr.Markdown(elem_id="image-status", elem_classes=["note"])
                     with gr.Column(min_width=300):
-                        edit_prompt = gr.Textbox(label="Prompt for the whole image", max_lines=2,
-                                                 elem_id="edit-prompt")
+                        edit_prompt = gr.Textbox(
+                            label="Prompt for the whole image", max_lines=2, elem_id="edit-prompt"
+                        )
                         edit_note = gr.Markdown(elem_id="edit-prompt-note", elem_classes=["note"])
                         complete_button = gr.Button(COMPLETE, variant="primary", elem_id="complete")
                     with gr.Column(min_width=300):
-                        region_preview = gr.Image(label="Region to redraw", interactive=False, format="png",
-                                                  elem_id="region-preview", elem_classes=["crisp"],
-                                                  buttons=[])
+                        region_preview = gr.Image(
+                            label="Region to redraw",
+                            interactive=False,
+                            format="png",
+                            elem_id="region-preview",
+                            elem_classes=["crisp"],
+                            buttons=[],
+                        )
                         edit_status = gr.Markdown(elem_id="edit-status", elem_classes=["note"])
-                        mode = gr.Radio([PAINTED, SLIDERS], value=PAINTED, label="Region from", elem_id="mode")
+                        mode = gr.Radio(
+                            [PAINTED, SLIDERS], value=PAINTED, label="Region from", elem_id="mode"
+                        )
                         with gr.Row():
                             last = model.grid - 1
-                            row = gr.Slider(0, last, value=model.grid // 2, step=1, label="Start row",
-                                            elem_id="row")
-                            col = gr.Slider(0, last, value=model.grid // 2, step=1, label="Start column",
-                                            elem_id="col")
+                            row = gr.Slider(
+                                0,
+                                last,
+                                value=model.grid // 2,
+                                step=1,
+                                label="Start row",
+                                elem_id="row",
+                            )
+                            col = gr.Slider(
+                                0,
+                                last,
+                                value=model.grid // 2,
+                                step=1,
+                                label="Start column",
+                                elem_id="col",
+                            )
                 with gr.Column(elem_id="edit-results"):
                     complete_status = gr.Markdown(elem_id="complete-status")
                     edit_gallery = result_gallery("Completions, best first", "edit-gallery")
-                    keep_editing = gr.Button("Keep editing the selected completion", elem_id="keep-editing")
+                    keep_editing = gr.Button(
+                        "Keep editing the selected completion", elem_id="keep-editing"
+                    )
                 edit_results, edit_selected = gr.State([]), gr.State(None)
                 scenes = example_scenes()
                 if scenes:
-                    gr.Examples(scenes, inputs=[editor, edit_prompt], label="Example scenes",
-                                elem_id="example-scenes").dataset.click(
-                        None, js=SHOW_EDITOR)
+                    gr.Examples(
+                        scenes,
+                        inputs=[editor, edit_prompt],
+                        label="Example scenes",
+                        elem_id="example-scenes",
+                    ).dataset.click(None, js=SHOW_EDITOR)
                 edit_settings = sampling_controls(max_candidates)
         with gr.Accordion("About this model", open=False):
-            gr.Markdown(ABOUT.format(size=model.image_size, grid=model.grid, cell=model.image_size // model.grid))
+            gr.Markdown(
+                ABOUT.format(
+                    size=model.image_size, grid=model.grid, cell=model.image_size // model.grid
+                )
+            )
             gr.Markdown(model_card_summary(MODEL_CARD, model.checkpoint))
 
-        prompt.change(h.prompt_note, prompt, prompt_note, queue=False, api_name="check_prompt", **quiet)
-        edit_prompt.change(h.prompt_note, edit_prompt, edit_note, queue=False, api_visibility="private", **quiet)
+        prompt.change(
+            h.prompt_note, prompt, prompt_note, queue=False, api_name="check_prompt", **quiet
+        )
+        edit_prompt.change(
+            h.prompt_note, edit_prompt, edit_note, queue=False, api_visibility="private", **quiet
+        )
 
         # Generate and Complete: the button shows that the model is busy (and takes no second click) until the
         # run ends, however it ends (Gradio 6.31 runs a `.then` only after a success); Enter in the prompt
         # presses the button.
         gen_outputs = [gallery, gen_status, gen_settings[SEED], results, selected]
-        run = generate_button.click(h.busy(GENERATING), None, [generate_button, gen_status], queue=False,
-                                    api_visibility="private", **quiet)
-        run = run.then(h.generate, [prompt, *gen_settings], gen_outputs, api_name="generate", **quiet, **model_lock)
-        run.then(h.ready(GENERATE), None, generate_button, queue=False, api_visibility="private", **quiet)
-        run.failure(h.failed(GENERATE), None, [generate_button, gen_status], queue=False, api_visibility="private",
-                    **quiet)
+        run = generate_button.click(
+            h.busy(GENERATING),
+            None,
+            [generate_button, gen_status],
+            queue=False,
+            api_visibility="private",
+            **quiet,
+        )
+        run = run.then(
+            h.generate,
+            [prompt, *gen_settings],
+            gen_outputs,
+            api_name="generate",
+            **quiet,
+            **model_lock,
+        )
+        run.then(
+            h.ready(GENERATE), None, generate_button, queue=False, api_visibility="private", **quiet
+        )
+        run.failure(
+            h.failed(GENERATE),
+            None,
+            [generate_button, gen_status],
+            queue=False,
+            api_visibility="private",
+            **quiet,
+        )
         prompt.submit(None, js=press("generate"))
         gallery.select(h.select, None, selected, queue=False, api_visibility="private")
         send_outputs = [editor, edit_prompt, tabs]
-        to_editor.click(h.send_to_editor, [results, selected, prompt], send_outputs, api_visibility="private",
-                        **quiet).success(None, js=SHOW_EDITOR)
+        to_editor.click(
+            h.send_to_editor,
+            [results, selected, prompt],
+            send_outputs,
+            api_visibility="private",
+            **quiet,
+        ).success(None, js=SHOW_EDITOR)
 
         # The editor fires `input` and/or `upload` for uploads, strokes and values set by the app. Nothing
         # here writes to the editor in answer: an update of its value makes it fire `upload` again.
         region_outputs = [region_preview, row, col, edit_status, image_status]
-        gr.on([editor.input, editor.upload], h.preview_region, [editor, mode, row, col], region_outputs,
-              api_name="preview_region", trigger_mode="always_last", **quiet)
-        mode.change(h.preview_region, [editor, mode, row, col], region_outputs, api_visibility="private", **quiet)
-        gr.on([row.input, col.input], h.slide, [editor, row, col], [*region_outputs, mode],
-              api_visibility="private", **quiet)
-        edit_outputs = [edit_gallery, complete_status, edit_settings[SEED], edit_results, edit_selected]
-        run = complete_button.click(h.busy(COMPLETING), None, [complete_button, complete_status], queue=False,
-                                    api_visibility="private", js=SHOW_EDIT_RESULTS, **quiet)
-        run = run.then(h.complete, [editor, edit_prompt, mode, row, col, *edit_settings], edit_outputs,
-                       api_name="complete", **quiet, **model_lock)
-        run.then(h.ready(COMPLETE), None, complete_button, queue=False, api_visibility="private", **quiet)
-        run.failure(h.failed(COMPLETE), None, [complete_button, complete_status], queue=False,
-                    api_visibility="private", **quiet)
+        gr.on(
+            [editor.input, editor.upload],
+            h.preview_region,
+            [editor, mode, row, col],
+            region_outputs,
+            api_name="preview_region",
+            trigger_mode="always_last",
+            **quiet,
+        )
+        mode.change(
+            h.preview_region,
+            [editor, mode, row, col],
+            region_outputs,
+            api_visibility="private",
+            **quiet,
+        )
+        gr.on(
+            [row.input, col.input],
+            h.slide,
+            [editor, row, col],
+            [*region_outputs, mode],
+            api_visibility="private",
+            **quiet,
+        )
+        edit_outputs = [
+            edit_gallery,
+            complete_status,
+            edit_settings[SEED],
+            edit_results,
+            edit_selected,
+        ]
+        run = complete_button.click(
+            h.busy(COMPLETING),
+            None,
+            [complete_button, complete_status],
+            queue=False,
+            api_visibility="private",
+            js=SHOW_EDIT_RESULTS,
+            **quiet,
+        )
+        run = run.then(
+            h.complete,
+            [editor, edit_prompt, mode, row, col, *edit_settings],
+            edit_outputs,
+            api_name="complete",
+            **quiet,
+            **model_lock,
+        )
+        run.then(
+            h.ready(COMPLETE), None, complete_button, queue=False, api_visibility="private", **quiet
+        )
+        run.failure(
+            h.failed(COMPLETE),
+            None,
+            [complete_button, complete_status],
+            queue=False,
+            api_visibility="private",
+            **quiet,
+        )
         edit_prompt.submit(None, js=press("complete"))
         edit_gallery.select(h.select, None, edit_selected, queue=False, api_visibility="private")
-        keep_editing.click(h.send_to_editor, [edit_results, edit_selected, edit_prompt], send_outputs,
-                           api_visibility="private", **quiet).success(None, js=SHOW_EDITOR)
+        keep_editing.click(
+            h.send_to_editor,
+            [edit_results, edit_selected, edit_prompt],
+            send_outputs,
+            api_visibility="private",
+            **quiet,
+        ).success(None, js=SHOW_EDITOR)
     return demo
 
 
@@ -237,18 +390,38 @@ def sampling_controls(max_candidates: int) -> list[gr.components.Component]:
     """Sliders for the sampling settings, in the order `Handlers.generate` takes them."""
     with gr.Accordion("Sampling settings", open=False):
         with gr.Row():
-            candidates = gr.Slider(1, max_candidates, value=min(DEFAULTS.candidates, max_candidates), step=1,
-                                   label="Candidates", info="how many images to sample; the scorer keeps the best")
-            show = gr.Slider(1, max_candidates, value=min(DEFAULTS.n, max_candidates), step=1,
-                             label="Images to show", info="the best ones (at most the candidates)")
+            candidates = gr.Slider(
+                1,
+                max_candidates,
+                value=min(DEFAULTS.candidates, max_candidates),
+                step=1,
+                label="Candidates",
+                info="how many images to sample; the scorer keeps the best",
+            )
+            show = gr.Slider(
+                1,
+                max_candidates,
+                value=min(DEFAULTS.n, max_candidates),
+                step=1,
+                label="Images to show",
+                info="the best ones (at most the candidates)",
+            )
         with gr.Row():
-            temperature = gr.Slider(0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature")
+            temperature = gr.Slider(
+                0.1, 2.0, value=DEFAULTS.temperature, step=0.05, label="Temperature"
+            )
             top_k = gr.Slider(0, 512, value=DEFAULTS.top_k, step=1, label="Top-k", info="0: off")
-            top_p = gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.01, label="Top-p", info="1: off")
-            guidance = gr.Slider(1.0, 10.0, value=DEFAULTS.guidance, step=0.25, label="Guidance", info="1: off")
+            top_p = gr.Slider(
+                0.05, 1.0, value=DEFAULTS.top_p, step=0.01, label="Top-p", info="1: off"
+            )
+            guidance = gr.Slider(
+                1.0, 10.0, value=DEFAULTS.guidance, step=0.25, label="Guidance", info="1: off"
+            )
         with gr.Row():
             seed = gr.Number(DEFAULTS.seed, precision=0, minimum=0, label="Seed")
-            random_seed = gr.Checkbox(True, label="Random seed", info="pick a new seed each time (shown here after)")
+            random_seed = gr.Checkbox(
+                True, label="Random seed", info="pick a new seed each time (shown here after)"
+            )
     return [candidates, show, temperature, top_k, top_p, guidance, seed, random_seed]
 
 
@@ -264,10 +437,14 @@ def explain_unreadable_uploads(editor: gr.ImageEditor) -> gr.ImageEditor:
         try:
             return preprocess(payload)
         except Image.DecompressionBombError:
-            raise _error(f"The image is too large: at most {MAX_IMAGE_PIXELS} pixels (4096x4096).") from None
+            raise _error(
+                f"The image is too large: at most {MAX_IMAGE_PIXELS} pixels (4096x4096)."
+            ) from None
         except (OSError, SyntaxError, ValueError):  # not an image, truncated, damaged
-            raise _error("The upload is not an image this app can read, or it is damaged: use a PNG, JPEG, GIF or "
-                         "WebP file.") from None
+            raise _error(
+                "The upload is not an image this app can read, or it is damaged: use a PNG, JPEG, GIF or "
+                "WebP file."
+            ) from None
 
     editor.preprocess = checked
     return editor
@@ -275,9 +452,16 @@ def explain_unreadable_uploads(editor: gr.ImageEditor) -> gr.ImageEditor:
 
 def result_gallery(label: str, elem_id: str) -> gr.Gallery:
     """A gallery of crisp, downloadable PNGs, as tall as its rows (`CSS` sets the columns)."""
-    return gr.Gallery(label=label, format="png", object_fit="contain", height="auto",
-                      buttons=["download", "fullscreen"], elem_id=elem_id, elem_classes=["crisp", "results"],
-                      interactive=False)
+    return gr.Gallery(
+        label=label,
+        format="png",
+        object_fit="contain",
+        height="auto",
+        buttons=["download", "fullscreen"],
+        elem_id=elem_id,
+        elem_classes=["crisp", "results"],
+        interactive=False,
+    )
 
 
 def example_scenes() -> list[list[str]]:
@@ -293,14 +477,21 @@ def model_card_summary(card: Path, checkpoint: Path) -> str:
     """Markdown for the About box: the summary section of the model card, or a note that there is none yet."""
     heading = "### Model card\n"
     if not card.exists():
-        return (heading + f"*The model card's numbers will appear here once `{card.parent.name}/{card.name}` is "
-                "written.*")
+        return (
+            heading
+            + f"*The model card's numbers will appear here once `{card.parent.name}/{card.name}` is "
+            "written.*"
+        )
     text = card.read_text(encoding="utf-8")
     section = re.search(r"^#+[^\n]*summary[^\n]*\n(.*?)(?=^#|\Z)", text, flags=re.I | re.M | re.S)
     if section:
         summary = section.group(1).strip()
     else:  # the first paragraph after the title
-        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip() and not p.lstrip().startswith("#")]
+        paragraphs = [
+            p.strip()
+            for p in re.split(r"\n\s*\n", text)
+            if p.strip() and not p.lstrip().startswith("#")
+        ]
         summary = paragraphs[0] if paragraphs else ""
     note = ""
     if Path(checkpoint).resolve() != DEFAULT_CHECKPOINT.resolve():
@@ -327,13 +518,20 @@ class Handlers:
         lines = []
         unknown = self.model.unknown_words(prompt)
         if unknown:
-            known = "; ".join(f"*{group}* {', '.join(words)}" for group, words in self.model.vocabulary.items())
-            lines.append("⚠️ Words the model never saw in training (they have no effect): "
-                         + ", ".join(f"**{_shorten(w)}**" for w in unknown[:20]) + f". It knows only these: {known}.")
+            known = "; ".join(
+                f"*{group}* {', '.join(words)}" for group, words in self.model.vocabulary.items()
+            )
+            lines.append(
+                "⚠️ Words the model never saw in training (they have no effect): "
+                + ", ".join(f"**{_shorten(w)}**" for w in unknown[:20])
+                + f". It knows only these: {known}."
+            )
         kept = self.model.kept_prompt(prompt) if prompt.strip() else None
         if kept is not None:
-            lines.append(f"✂️ The prompt is longer than the model reads: it reads only “{_shorten(kept, 300)}”, and "
-                         "the rest has no effect.")
+            lines.append(
+                f"✂️ The prompt is longer than the model reads: it reads only “{_shorten(kept, 300)}”, and "
+                "the rest has no effect."
+            )
         return "  \n".join(lines)
 
     def busy(self, label: str) -> Callable[[], tuple]:
@@ -349,25 +547,56 @@ class Handlers:
         enabled again, and the status line cleared of the run's progress."""
         return lambda: (gr.Button(label, interactive=True), "")
 
-    def generate(self, prompt: str, candidates: float, show: float, temperature: float, top_k: float, top_p: float,
-                 guidance: float, seed: float | None, random_seed: bool) -> Iterator[tuple]:
+    def generate(
+        self,
+        prompt: str,
+        candidates: float,
+        show: float,
+        temperature: float,
+        top_k: float,
+        top_p: float,
+        guidance: float,
+        seed: float | None,
+        random_seed: bool,
+    ) -> Iterator[tuple]:
         """Stream previews of all candidates, then the best ones: (gallery, status, seed, results, selected)."""
-        settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
+        settings = self._settings(
+            candidates, show, temperature, top_k, top_p, guidance, seed, random_seed
+        )
         stream = _user_errors(lambda: self.model.generate_stream(prompt, **settings))
         yield from self._show(stream, settings, prompt)
 
-    def complete(self, editor: dict | None, prompt: str, mode: str, row: float, col: float, candidates: float,
-                 show: float, temperature: float, top_k: float, top_p: float, guidance: float, seed: float | None,
-                 random_seed: bool) -> Iterator[tuple]:
+    def complete(
+        self,
+        editor: dict | None,
+        prompt: str,
+        mode: str,
+        row: float,
+        col: float,
+        candidates: float,
+        show: float,
+        temperature: float,
+        top_k: float,
+        top_p: float,
+        guidance: float,
+        seed: float | None,
+        random_seed: bool,
+    ) -> Iterator[tuple]:
         """Stream completions of the editor's image in the chosen region, like `generate`."""
         background = _background(editor)
         if background is None:
-            raise _error("There is no image to edit: upload one, pick an example scene, or send one from the "
-                         "Generate tab.")
+            raise _error(
+                "There is no image to edit: upload one, pick an example scene, or send one from the "
+                "Generate tab."
+            )
         region = _user_errors(lambda: self._region(editor, mode, row, col))
-        settings = self._settings(candidates, show, temperature, top_k, top_p, guidance, seed, random_seed)
+        settings = self._settings(
+            candidates, show, temperature, top_k, top_p, guidance, seed, random_seed
+        )
         image = self._pixels(background)
-        stream = _user_errors(lambda: self.model.complete_stream(image, prompt, region=region, **settings))
+        stream = _user_errors(
+            lambda: self.model.complete_stream(image, prompt, region=region, **settings)
+        )
         yield from self._show(stream, settings, prompt)
 
     def select(self, event: gr.SelectData) -> int:
@@ -380,7 +609,11 @@ class Handlers:
             raise _error("There are no results to edit yet: generate some images first.")
         image = results[selected if selected is not None and selected < len(results) else 0]
         shown = self.pngs.save(enlarge(image, DISPLAY_SIZE))
-        return {"background": shown, "layers": [], "composite": None}, prompt, gr.Tabs(selected="edit")
+        return (
+            {"background": shown, "layers": [], "composite": None},
+            prompt,
+            gr.Tabs(selected="edit"),
+        )
 
     def slide(self, editor: dict | None, row: float, col: float) -> tuple:
         """A slider moved: switch to the sliders and preview their region."""
@@ -391,18 +624,32 @@ class Handlers:
         that region, a status line about it, and a note on how the image was converted (if it was)."""
         background = _background(editor)
         if background is None:
-            return None, gr.skip(), gr.skip(), "Upload an image, pick an example scene, or send one from Generate.", ""
+            return (
+                None,
+                gr.skip(),
+                gr.skip(),
+                "Upload an image, pick an example scene, or send one from Generate.",
+                "",
+            )
         pixels = self._pixels(background)
         note = "" if pixels is not background else self._conversion_note(background)
         image = self.model.prepare_image(pixels)
         try:
             r, c = self._region(editor, mode, row, col)
         except ValueError as e:
-            return self._preview(background, enlarge(image, DISPLAY_SIZE)), gr.skip(), gr.skip(), str(e), note
+            return (
+                self._preview(background, enlarge(image, DISPLAY_SIZE)),
+                gr.skip(),
+                gr.skip(),
+                str(e),
+                note,
+            )
         g = self.model.grid
         y, x = self.model.rectangle_pixels((r, c))
-        status = (f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
-                  f"{self.model.image_size - x}x{self.model.image_size - y} px rectangle in the bottom-right corner.")
+        status = (
+            f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
+            f"{self.model.image_size - x}x{self.model.image_size - y} px rectangle in the bottom-right corner."
+        )
         return self._preview(background, outline_region(image, (y, x))), r, c, status, note
 
     # ------------------------------------------------------------------ helpers
@@ -413,22 +660,41 @@ class Handlers:
             return self.model.check_region((_whole(row, "start row"), _whole(col, "start column")))
         mask = painted_mask(editor)
         if mask is None or not mask.any():
-            raise ValueError("Paint over the area to redraw (it reaches the bottom-right corner), or choose "
-                             "'sliders' and set the start row and column.")
-        return self.model.snap_mask(center_square(mask))  # the model keeps the central square of an image
+            raise ValueError(
+                "Paint over the area to redraw (it reaches the bottom-right corner), or choose "
+                "'sliders' and set the start row and column."
+            )
+        return self.model.snap_mask(
+            center_square(mask)
+        )  # the model keeps the central square of an image
 
     def _pixels(self, background: np.ndarray) -> np.ndarray:
         """The model's own pixels for an enlarged model-size image (exact), else the image as it is."""
         native = native_pixels(background, self.model.image_size)
         return background if native is None else native
 
-    def _settings(self, candidates: float, show: float, temperature: float, top_k: float, top_p: float,
-                  guidance: float, seed: float | None, random_seed: bool) -> dict:
+    def _settings(
+        self,
+        candidates: float,
+        show: float,
+        temperature: float,
+        top_k: float,
+        top_p: float,
+        guidance: float,
+        seed: float | None,
+        random_seed: bool,
+    ) -> dict:
         """Facade settings from the sliders: `show` is capped at `candidates`; a random seed if asked for."""
         candidates = _whole(candidates, "candidates")
-        return {"n": min(_whole(show, "images to show"), candidates), "candidates": candidates,
-                "temperature": temperature, "top_k": _whole(top_k, "top-k"), "top_p": top_p, "guidance": guidance,
-                "seed": random.randrange(2**31) if random_seed else _whole(seed, "seed")}
+        return {
+            "n": min(_whole(show, "images to show"), candidates),
+            "candidates": candidates,
+            "temperature": temperature,
+            "top_k": _whole(top_k, "top-k"),
+            "top_p": top_p,
+            "guidance": guidance,
+            "seed": random.randrange(2**31) if random_seed else _whole(seed, "seed"),
+        }
 
     def _show(self, stream: Iterator[Progress], settings: dict, prompt: str) -> Iterator[tuple]:
         """Gallery updates from a facade stream: previews while sampling, then the ranked results, each checked
@@ -437,15 +703,27 @@ class Handlers:
         for p in stream:
             if p.results is None:
                 # native size (1/16 of the pixels to encode per row); the gallery scales them up crisply
-                previews = [(Image.fromarray(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)]
-                yield (previews, f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
-                       seed, [], None)
+                previews = [
+                    (Image.fromarray(img), f"candidate {i + 1}") for i, img in enumerate(p.previews)
+                ]
+                yield (
+                    previews,
+                    f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
+                    seed,
+                    [],
+                    None,
+                )
                 continue
             checks = [self.model.judge(r.image, prompt) for r in p.results]
-            gallery = [(enlarge(r.image, DISPLAY_SIZE), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
-                       for i, (r, check) in enumerate(zip(p.results, checks, strict=True))]
-            lines = [f"The best {len(p.results)} of {settings['candidates']} candidates in {p.seconds:.1f} s "
-                     f"(seed {seed}).", *_explain(checks)]
+            gallery = [
+                (enlarge(r.image, DISPLAY_SIZE), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
+                for i, (r, check) in enumerate(zip(p.results, checks, strict=True))
+            ]
+            lines = [
+                f"The best {len(p.results)} of {settings['candidates']} candidates in {p.seconds:.1f} s "
+                f"(seed {seed}).",
+                *_explain(checks),
+            ]
             yield gallery, "  \n".join(lines), seed, [r.image for r in p.results], None
 
     def _preview(self, upload: np.ndarray, square: Image.Image) -> str:
@@ -460,8 +738,10 @@ class Handlers:
         if h == w:
             return f"Your {w}x{h} px image was scaled to {s}x{s} px, the model's resolution."
         side = min(h, w)
-        return (f"Your {w}x{h} px image was cropped to its central {side}x{side} px square (framed in *Region to "
-                f"redraw*; the dimmed parts are left out) and scaled to {s}x{s} px, the model's resolution.")
+        return (
+            f"Your {w}x{h} px image was cropped to its central {side}x{side} px square (framed in *Region to "
+            f"redraw*; the dimmed parts are left out) and scaled to {s}x{s} px, the model's resolution."
+        )
 
 
 def _mark(check: tuple[bool, str] | None) -> str:
@@ -469,25 +749,32 @@ def _mark(check: tuple[bool, str] | None) -> str:
     return "" if check is None else " ✓" if check[0] else " ✗"
 
 
-SCORE_NOTE = ("*Score*: how well the ranking model finds that an image fits the prompt; it puts the candidates "
-              "in order, and only the order means something.")
+SCORE_NOTE = (
+    "*Score*: how well the ranking model finds that an image fits the prompt; it puts the candidates "
+    "in order, and only the order means something."
+)
 
 
 def _explain(checks: list[tuple[bool, str] | None]) -> list[str]:
     """Status lines on the results' checks (`Dalle.judge`, one per result, best first) and on their scores."""
     if any(check is None for check in checks):
-        return [SCORE_NOTE + " (This prompt is not in the words and order the model was trained on, so the "
-                "images cannot be checked against it.)"]
+        return [
+            SCORE_NOTE
+            + " (This prompt is not in the words and order the model was trained on, so the "
+            "images cannot be checked against it.)"
+        ]
     passed = sum(ok for ok, _ in checks)
-    lines = [f"✓ {passed} of {len(checks)} match the prompt: the shapes, colours, sizes and positions read off "
-             "the image are the ones it names."]
+    lines = [
+        f"✓ {passed} of {len(checks)} match the prompt: the shapes, colours, sizes and positions read off "
+        "the image are the ones it names."
+    ]
     lines += [f"✗ #{i + 1}: {why}." for i, (ok, why) in enumerate(checks) if not ok]
     return [*lines, SCORE_NOTE]
 
 
 def _shorten(text: str, most: int = 40) -> str:
     """The text, cut to `most` characters with an ellipsis if it is longer."""
-    return text if len(text) <= most else text[:most - 1] + "…"
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _background(editor: dict | None) -> np.ndarray | None:
@@ -496,7 +783,11 @@ def _background(editor: dict | None) -> np.ndarray | None:
 
 def _whole(value: float | None, name: str) -> int:
     """A slider's or number box's value as an int; gr.Error if it is not a whole number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+    ):
         return int(value)
     raise _error(f"{name} must be a whole number, got {value!r}")
 

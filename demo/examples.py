@@ -3,6 +3,7 @@
 Each is a shapes-world scene rendered at the model's 64 px, enlarged 4x with square pixels to
 `scene-<seed>.png`, with its caption in `scene-<seed>.txt` (the app uses it as the prompt).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ def write_examples(out: Path = EXAMPLE_SCENES, seeds: tuple[int, ...] = SEEDS) -
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=EXAMPLE_SCENES, help="folder to write to (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="world seeds (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=EXAMPLE_SCENES, help="folder to write to (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=SEEDS, help="world seeds (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     for path in write_examples(args.out, tuple(args.seeds)):
         print(path, "-", path.with_suffix(".txt").read_text().strip())

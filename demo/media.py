@@ -3,6 +3,7 @@
 No model code here: the model's own conversions (resizing any image to its resolution,
 snapping a mask to a token rectangle) live in `dalle_core.dalle.Dalle`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,9 @@ from dalle_core.images import enlarge
 
 DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
 REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
-CROP_MARGIN = DISPLAY_SIZE // 8  # how much of the cut-off parts of a non-square image `crop_box` shows a side
+CROP_MARGIN = (
+    DISPLAY_SIZE // 8
+)  # how much of the cut-off parts of a non-square image `crop_box` shows a side
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest upload the server decodes (app and API): 64 MB as RGBA
 
 
@@ -75,7 +78,11 @@ def native_pixels(image: np.ndarray, size: int) -> np.ndarray | None:
         image = image[..., :3]
     k = h // size
     small = image[::k, ::k]
-    return np.ascontiguousarray(small) if np.array_equal(small.repeat(k, 0).repeat(k, 1), image) else None
+    return (
+        np.ascontiguousarray(small)
+        if np.array_equal(small.repeat(k, 0).repeat(k, 1), image)
+        else None
+    )
 
 
 def center_square(array: np.ndarray) -> np.ndarray:
@@ -83,7 +90,7 @@ def center_square(array: np.ndarray) -> np.ndarray:
     h, w = array.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    return array[top:top + side, left:left + side]
+    return array[top : top + side, left : left + side]
 
 
 def painted_mask(editor_value: dict | None) -> np.ndarray | None:
@@ -99,7 +106,9 @@ def painted_mask(editor_value: dict | None) -> np.ndarray | None:
     return mask
 
 
-def outline_region(image: np.ndarray, top_left: tuple[int, int], size: int = DISPLAY_SIZE) -> Image.Image:
+def outline_region(
+    image: np.ndarray, top_left: tuple[int, int], size: int = DISPLAY_SIZE
+) -> Image.Image:
     """The image enlarged, with the rectangle from pixel `top_left` (y, x) to the bottom-right corner outlined."""
     scale = size / image.shape[0]
     y, x = round(top_left[0] * scale), round(top_left[1] * scale)
@@ -122,15 +131,28 @@ def crop_box(upload: np.ndarray, square: Image.Image, margin: int = CROP_MARGIN)
     scale = size / side
     left, top = (w - side) / 2, (h - side) / 2  # the square, in the upload's pixels
     # the bands shown beside the square, in output pixels, and the part of the upload they and the square show
-    bands = [min(round(edge * scale), margin) for edge in (left, top, left, top)]  # left, top, right, bottom
-    source = (left - bands[0] / scale, top - bands[1] / scale, left + side + bands[2] / scale,
-              top + side + bands[3] / scale)
+    bands = [
+        min(round(edge * scale), margin) for edge in (left, top, left, top)
+    ]  # left, top, right, bottom
+    source = (
+        left - bands[0] / scale,
+        top - bands[1] / scale,
+        left + side + bands[2] / scale,
+        top + side + bands[3] / scale,
+    )
     picture = Image.fromarray(upload)
     if picture.mode != "RGB":
-        picture = Image.alpha_composite(Image.new("RGBA", picture.size, (255, 255, 255, 255)), picture.convert("RGBA"))
-    shown = picture.convert("RGB").resize((bands[0] + size + bands[2], bands[1] + size + bands[3]),
-                                          Image.Resampling.BILINEAR, box=source)
-    shown = Image.blend(shown, Image.new("RGB", shown.size, (128, 128, 128)), 0.6)  # dim what is cut off
+        picture = Image.alpha_composite(
+            Image.new("RGBA", picture.size, (255, 255, 255, 255)), picture.convert("RGBA")
+        )
+    shown = picture.convert("RGB").resize(
+        (bands[0] + size + bands[2], bands[1] + size + bands[3]),
+        Image.Resampling.BILINEAR,
+        box=source,
+    )
+    shown = Image.blend(
+        shown, Image.new("RGB", shown.size, (128, 128, 128)), 0.6
+    )  # dim what is cut off
     x, y = bands[0], bands[1]
     shown.paste(square.convert("RGB"), (x, y))
     draw = ImageDraw.Draw(shown)  # the frame: black and white, to show on any picture

@@ -3,6 +3,7 @@
 `create_app` builds the FastAPI app (serve it with uvicorn); `launch_shared` serves the same
 through Gradio's `launch(share=True)`, which is the only way to get a public gradio.live link.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,15 @@ MAX_UPLOAD = "10mb"  # for the app's uploads; the API has its own limits
 QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
 
 
-def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] | None = None,
-               api_candidates: int = DEFAULTS.candidates, max_candidates: int = MAX_CANDIDATES,
-               max_waiting: int = MAX_WAITING, rate_limit: int | None = None) -> FastAPI:
+def create_app(
+    model: Dalle,
+    api_key: str | None = None,
+    auth: tuple[str, str] | None = None,
+    api_candidates: int = DEFAULTS.candidates,
+    max_candidates: int = MAX_CANDIDATES,
+    max_waiting: int = MAX_WAITING,
+    rate_limit: int | None = None,
+) -> FastAPI:
     """A FastAPI app answering the Images API under /v1 and serving the Gradio app at /.
 
     `api_key` guards /v1 (Bearer token); `auth` (user, password) guards the app's pages. Each API image is
@@ -36,14 +43,23 @@ def create_app(model: Dalle, api_key: str | None = None, auth: tuple[str, str] |
     mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
     demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
     # the /v1 mount must come before Gradio's at "/", or Gradio answers /v1
-    return gr.mount_gradio_app(app, demo, path="/", auth=auth, css=CSS, max_file_size=MAX_UPLOAD,
-                               footer_links=["api"])
+    return gr.mount_gradio_app(
+        app, demo, path="/", auth=auth, css=CSS, max_file_size=MAX_UPLOAD, footer_links=["api"]
+    )
 
 
-def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_key: str | None = None,
-                  auth: tuple[str, str] | None = None, api_candidates: int = DEFAULTS.candidates,
-                  max_candidates: int = MAX_CANDIDATES, max_waiting: int = MAX_WAITING,
-                  rate_limit: int | None = None) -> tuple[gr.Blocks, str, str | None]:
+def launch_shared(
+    model: Dalle,
+    host: str,
+    port: int,
+    share: bool = True,
+    api_key: str | None = None,
+    auth: tuple[str, str] | None = None,
+    api_candidates: int = DEFAULTS.candidates,
+    max_candidates: int = MAX_CANDIDATES,
+    max_waiting: int = MAX_WAITING,
+    rate_limit: int | None = None,
+) -> tuple[gr.Blocks, str, str | None]:
     """Serve the app with Gradio's own server (needed for `share=True`) and add the /v1 routes to it.
 
     Returns (the running Blocks, local URL, public share URL or None) without blocking; call
@@ -51,9 +67,17 @@ def launch_shared(model: Dalle, host: str, port: int, share: bool = True, api_ke
     """
     refuse_huge_images()
     demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
-    app, local_url, share_url = demo.launch(share=share, server_name=host, server_port=port, auth=auth, css=CSS,
-                                            max_file_size=MAX_UPLOAD, footer_links=["api"], prevent_thread_lock=True,
-                                            quiet=True)
+    app, local_url, share_url = demo.launch(
+        share=share,
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        css=CSS,
+        max_file_size=MAX_UPLOAD,
+        footer_links=["api"],
+        prevent_thread_lock=True,
+        quiet=True,
+    )
     # Gradio's app is already serving: a mount added now comes after its routes, which leave /v1 alone
     mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
     return demo, local_url, share_url

@@ -3,6 +3,7 @@
 The checkpoint is `$DALLE_TEST_CHECKPOINT`, else the shipped `assets/checkpoint`; a missing one is an
 error, not a skip: the shipped weights are part of what is tested.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ class LiveServer:
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
@@ -45,7 +48,9 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=2)
-        if self._thread.is_alive():  # Gradio's event streams keep connections open: don't wait for them
+        if (
+            self._thread.is_alive()
+        ):  # Gradio's event streams keep connections open: don't wait for them
             self._server.force_exit = True
             self._thread.join(timeout=15)
         self._socket.close()
@@ -58,7 +63,9 @@ def demo_checkpoint() -> Path:
 
     path = Path(os.environ.get("DALLE_TEST_CHECKPOINT", DEFAULT_CHECKPOINT))
     if not path.is_dir():
-        pytest.fail(f"no checkpoint at {path}: ship one in assets/checkpoint or set DALLE_TEST_CHECKPOINT")
+        pytest.fail(
+            f"no checkpoint at {path}: ship one in assets/checkpoint or set DALLE_TEST_CHECKPOINT"
+        )
     return path
 
 
@@ -79,6 +86,8 @@ def demo_server(demo_model) -> Iterator[LiveServer]:
     and no waiting room for the API (a second concurrent API request gets 429)."""
     from demo.server import create_app
 
-    app = create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=4, max_candidates=16, max_waiting=0)
+    app = create_app(
+        demo_model, api_key=DEMO_API_KEY, api_candidates=4, max_candidates=16, max_waiting=0
+    )
     with LiveServer(app) as server:
         yield server

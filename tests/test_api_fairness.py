@@ -3,6 +3,7 @@ that disconnects stops its model work (within a token row while it runs, at once
 serves waiting requests first come first served (so the wait is bounded), and the optional per-client rate limit
 (`dalle-demo --rate-limit N/min`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,13 @@ PROMPT = "a red circle above a blue square"
 
 
 def client(server: LiveServer, timeout: float = 120, **headers: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=DEMO_API_KEY, max_retries=0, timeout=timeout,
-                         default_headers=headers)
+    return openai.OpenAI(
+        base_url=f"{server.url}/v1",
+        api_key=DEMO_API_KEY,
+        max_retries=0,
+        timeout=timeout,
+        default_headers=headers,
+    )
 
 
 def generate(api: openai.OpenAI):
@@ -58,14 +64,20 @@ def slow_server(demo_model) -> Iterator[LiveServer]:
     """32 samples per API image (a request takes seconds here), one waiting place."""
     from demo.server import create_app
 
-    with LiveServer(create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=32, max_candidates=4,
-                               max_waiting=1)) as server:
+    with LiveServer(
+        create_app(
+            demo_model, api_key=DEMO_API_KEY, api_candidates=32, max_candidates=4, max_waiting=1
+        )
+    ) as server:
         yield server
 
 
 # ------------------------------------------------------------------ disconnects
 
-def test_a_client_that_disconnects_stops_its_model_work_within_a_row(slow_server: LiveServer, caplog):
+
+def test_a_client_that_disconnects_stops_its_model_work_within_a_row(
+    slow_server: LiveServer, caplog
+):
     """The openai client gives up (its timeout) an eighth of the way through a request: the model call stops at
     the end of the row it is on, and the model is free again long before all the rows would be done."""
     caplog.set_level(logging.INFO, logger="demo.api")
@@ -80,12 +92,16 @@ def test_a_client_that_disconnects_stops_its_model_work_within_a_row(slow_server
     freed = wait_until(lambda: gate.busy == 0, 2 * whole)
 
     def logged() -> list[str]:  # the server logs it once the worker thread has handed back
-        return [r.getMessage() for r in caplog.records if "the client disconnected" in r.getMessage()]
+        return [
+            r.getMessage() for r in caplog.records if "the client disconnected" in r.getMessage()
+        ]
 
     wait_until(logged, 5.0)
     stops = logged()
     print(f"\nwhole request {whole:.2f} s; model free {freed:.2f} s after the client left; {stops}")
-    assert len(stops) == 1 and re.search(r"stopped after [1-7] of 8 rows", stops[0])  # (the load varies)
+    assert len(stops) == 1 and re.search(
+        r"stopped after [1-7] of 8 rows", stops[0]
+    )  # (the load varies)
     assert freed < whole / 2  # the rows left would take most of it
 
 
@@ -105,6 +121,7 @@ def test_a_client_that_disconnects_while_waiting_leaves_the_queue(slow_server: L
 
 # ------------------------------------------------------------------ first come, first served
 
+
 def test_the_gate_serves_waiting_calls_in_arrival_order():
     """So a request that gets a waiting place waits for at most `max_waiting` others and the running one."""
     gate, order = ModelGate(max_waiting=4), []
@@ -123,18 +140,26 @@ def test_the_gate_serves_waiting_calls_in_arrival_order():
 
 # ------------------------------------------------------------------ rate limits
 
+
 def test_rate_limit_per_client(demo_model):
     """2 image requests per minute per client: the third gets 429 with Retry-After; another client (another address,
     as a proxy the server trusts reports it in X-Forwarded-For) and the other routes are not limited."""
     from demo.server import create_app
 
-    with LiveServer(create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=1, rate_limit=2)) as server:
+    with LiveServer(
+        create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=1, rate_limit=2)
+    ) as server:
         first = client(server)
         for _ in range(2):
             assert len(generate(first).data) == 1
-        with pytest.raises(openai.RateLimitError, match="at most 2 image requests per minute per client") as e:
+        with pytest.raises(
+            openai.RateLimitError, match="at most 2 image requests per minute per client"
+        ) as e:
             generate(first)
-        assert e.value.code == "rate_limit_exceeded" and 0 < int(e.value.response.headers["Retry-After"]) <= 60
+        assert (
+            e.value.code == "rate_limit_exceeded"
+            and 0 < int(e.value.response.headers["Retry-After"]) <= 60
+        )
         assert [m.id for m in first.models.list()] == ["laptop-dalle"]
         assert len(generate(client(server, **{"X-Forwarded-For": "203.0.113.7"})).data) == 1
 
@@ -142,15 +167,24 @@ def test_rate_limit_per_client(demo_model):
 def test_rate_limit_window_slides():
     limit = RateLimit(2, period=0.3)
     assert limit.admit("a") == 0 and limit.admit("a") == 0 and limit.admit("b") == 0
-    assert 0 < limit.admit("a") <= 0.3  # refused: seconds until the oldest request leaves the window
+    assert (
+        0 < limit.admit("a") <= 0.3
+    )  # refused: seconds until the oldest request leaves the window
     time.sleep(0.35)
     assert limit.admit("a") == 0
 
 
-@pytest.mark.parametrize("args, rate", [
-    ([], 0), (["--host", "0.0.0.0"], 10), (["--share"], 10), (["--host", "0.0.0.0", "--rate-limit", "off"], 0),
-    (["--rate-limit", "30/min"], 30), (["--rate-limit", "5"], 5),
-])
+@pytest.mark.parametrize(
+    "args, rate",
+    [
+        ([], 0),
+        (["--host", "0.0.0.0"], 10),
+        (["--share"], 10),
+        (["--host", "0.0.0.0", "--rate-limit", "off"], 0),
+        (["--rate-limit", "30/min"], 30),
+        (["--rate-limit", "5"], 5),
+    ],
+)
 def test_dalle_demo_rate_limit_option(args: list[str], rate: int):
     """Off by default when only this computer can reach the server, on when others can."""
     from demo.__main__ import parse_args

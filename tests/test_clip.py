@@ -1,5 +1,6 @@
 """The contrastive scorer: it learns, its loss is symmetric, it is deterministic, loading checks the
 tokenizer, and the world's hard negatives are really false for their scenes."""
+
 import random
 
 import numpy as np
@@ -26,7 +27,13 @@ from dalle_core.train_clip import (
 from dalle_core.training import TrainArgs, train
 from dalle_core.world import check, parse_caption
 
-TINY = {"embed_dim": 32, "text_width": 32, "text_layers": 1, "text_heads": 2, "image_widths": (8, 16, 16)}
+TINY = {
+    "embed_dim": 32,
+    "text_width": 32,
+    "text_layers": 1,
+    "text_heads": 2,
+    "image_widths": (8, 16, 16),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,11 @@ def tok():
     return TextTokenizer.train(ShapesWorld(64).captions(2000), length=26)
 
 
-SWAPS = [f"a {a} circle {rel} a {b} circle" for a, b in [("red", "blue"), ("blue", "red")] for rel in ("left of", "above")]
+SWAPS = [
+    f"a {a} circle {rel} a {b} circle"
+    for a, b in [("red", "blue"), ("blue", "red")]
+    for rel in ("left of", "above")
+]
 
 
 def _swap_world(reps: int, rng: random.Random) -> tuple[torch.Tensor, list[str]]:
@@ -62,19 +73,29 @@ def test_scores_of_matching_pairs_exceed_the_others_after_a_little_training(tok)
         scores = model(images, tok.encode_batch(SWAPS))  # (64, 4)
         truth = torch.tensor([SWAPS.index(c) for c in captions])
         assert (scores.argmax(1) == truth).float().mean() > 0.9
-        assert torch.allclose(scores.gather(1, truth[:, None])[:, 0], model.score(images, tok.encode_batch(captions)),
-                              atol=1e-4)
+        assert torch.allclose(
+            scores.gather(1, truth[:, None])[:, 0],
+            model.score(images, tok.encode_batch(captions)),
+            atol=1e-4,
+        )
 
 
 def test_loss_is_symmetric_and_hard_negatives_only_compete():
     logits = torch.randn(6, 6)
     assert torch.allclose(contrastive_loss(logits, 6), contrastive_loss(logits.T, 6))
     with_negatives = torch.randn(6 + 2, 6 + 4)  # 2 negative images, 4 negative captions
-    assert torch.allclose(contrastive_loss(with_negatives, 6), contrastive_loss(with_negatives.T, 6))
+    assert torch.allclose(
+        contrastive_loss(with_negatives, 6), contrastive_loss(with_negatives.T, 6)
+    )
     text_owner = torch.tensor([0, 0, 1, 5])
-    ignored = torch.cat([logits, torch.full((6, 4), -1e4)], 1)  # negatives nobody confuses change nothing
+    ignored = torch.cat(
+        [logits, torch.full((6, 4), -1e4)], 1
+    )  # negatives nobody confuses change nothing
     assert torch.allclose(contrastive_loss(ignored, 6), contrastive_loss(logits, 6))
-    assert torch.allclose(contrastive_loss(torch.cat([ignored, torch.full((2, 10), -1e4)]), 6), contrastive_loss(logits, 6))
+    assert torch.allclose(
+        contrastive_loss(torch.cat([ignored, torch.full((2, 10), -1e4)]), 6),
+        contrastive_loss(logits, 6),
+    )
     assert hard_negative_loss(ignored, 6, text_owner) < 1e-3
     confusing = torch.cat([logits, torch.full((6, 4), 10.0)], 1)
     assert contrastive_loss(confusing, 6) > contrastive_loss(logits, 6)
@@ -83,7 +104,10 @@ def test_loss_is_symmetric_and_hard_negatives_only_compete():
 
 def test_encoders_are_deterministic_and_ignore_padding(tok):
     model = make_clip(tok, 32, **TINY).eval()
-    images, captions = torch.rand(3, 3, 32, 32), ["a red circle", "two blue squares", "a cross above a circle"]
+    images, captions = (
+        torch.rand(3, 3, 32, 32),
+        ["a red circle", "two blue squares", "a cross above a circle"],
+    )
     ids = tok.encode_batch(captions)
     with torch.no_grad():
         assert torch.equal(model.encode_image(images), model.encode_image(images))
@@ -94,7 +118,9 @@ def test_encoders_are_deterministic_and_ignore_padding(tok):
         after_eos[ids == tok.pad_id] = 7  # whatever follows the EOS is not read
         assert torch.allclose(model.encode_text(after_eos), text, atol=1e-6)
         one_for_all = model.score(images, ids[0])
-        assert one_for_all.shape == (3,) and torch.allclose(one_for_all, model.score(images, ids[:1].expand(3, -1)))
+        assert one_for_all.shape == (3,) and torch.allclose(
+            one_for_all, model.score(images, ids[:1].expand(3, -1))
+        )
 
 
 def test_loading_checks_the_tokenizer(tok, tmp_path):
@@ -104,7 +130,9 @@ def test_loading_checks_the_tokenizer(tok, tmp_path):
     with pytest.raises(CheckpointError, match=r"length 26.*length 32"):
         load_clip(tmp_path, longer)
     other = TextTokenizer.train(["a red circle", "two blue squares"], length=26, vocab_size=300)
-    with pytest.raises(CheckpointError, match=f"expects {tok.vocab_size} text tokens.*has {other.vocab_size}"):
+    with pytest.raises(
+        CheckpointError, match=f"expects {tok.vocab_size} text tokens.*has {other.vocab_size}"
+    ):
         load_clip(tmp_path, other)
     with pytest.raises(CheckpointError, match="missing"):
         load_clip(tmp_path / "nowhere", tok)
@@ -137,12 +165,22 @@ def test_hard_negatives_of_a_known_scene():
     negatives = hard_negatives("a red circle left of a blue square", scene, random.Random(0))
     assert negatives["color_swap"] == "a blue circle left of a red square"
     reversed_ = parse_caption(negatives["relation"])
-    assert (world.RELATIONS[reversed_.relation], reversed_.groups[0].shape) in (("right", "circle"), ("left", "square"))
+    assert (world.RELATIONS[reversed_.relation], reversed_.groups[0].shape) in (
+        ("right", "circle"),
+        ("left", "square"),
+    )
     same_color = world.scene_for("a red circle left of a red square", seed=3)
-    swap = hard_negatives("a red circle left of a red square", same_color, random.Random(0))["color_swap"]
-    assert swap != "a red circle left of a red square" and not check(same_color, parse_caption(swap))[0]
+    swap = hard_negatives("a red circle left of a red square", same_color, random.Random(0))[
+        "color_swap"
+    ]
+    assert (
+        swap != "a red circle left of a red square"
+        and not check(same_color, parse_caption(swap))[0]
+    )
     lone = world.scene_for("a circle left of a circle", seed=3)  # reversing it would still be true
-    turned = parse_caption(hard_negatives("a circle left of a circle", lone, random.Random(0))["relation"])
+    turned = parse_caption(
+        hard_negatives("a circle left of a circle", lone, random.Random(0))["relation"]
+    )
     assert world.RELATIONS[turned.relation] in ("above", "below")
 
 
@@ -154,7 +192,9 @@ def test_negative_images_are_false_for_the_caption():
             assert not check(scene, parse_caption(s.caption))[0], (s.caption, kind, scene)
             assert [(o.cx, o.cy, o.s) for o in scene.objects] in (
                 [(o.cx, o.cy, o.s) for o in s.scene.objects],
-                [(1 - o.cx, o.cy, o.s) for o in s.scene.objects], [(o.cx, 1 - o.cy, o.s) for o in s.scene.objects])
+                [(1 - o.cx, o.cy, o.s) for o in s.scene.objects],
+                [(o.cx, 1 - o.cy, o.s) for o in s.scene.objects],
+            )
             seen[kind] = seen.get(kind, 0) + 1
     assert set(seen) == {"color_swap", "object_swap", "mirror", "shape"}
 
@@ -164,9 +204,19 @@ def test_world_batches_are_the_data_batches_with_their_scenes_and_negatives():
     expected_images, expected_captions = make_batch(ShapesWorld(32), 4, 5, 0, 2)
     assert torch.equal(images, expected_images) and captions == expected_captions
     assert all(check(sc, parse_caption(c))[0] for sc, c in zip(scenes, captions))
-    all_images, texts, image_owner, text_owner = with_negatives(images, captions, scenes, 2, 1, random.Random(0))
-    assert texts[:4] == captions and len(texts) == 4 + len(text_owner) and len(all_images) == 4 + len(image_owner)
-    assert torch.equal(all_images[:4], images) and len(text_owner) == 8 and sorted(set(image_owner)) == image_owner
+    all_images, texts, image_owner, text_owner = with_negatives(
+        images, captions, scenes, 2, 1, random.Random(0)
+    )
+    assert (
+        texts[:4] == captions
+        and len(texts) == 4 + len(text_owner)
+        and len(all_images) == 4 + len(image_owner)
+    )
+    assert (
+        torch.equal(all_images[:4], images)
+        and len(text_owner) == 8
+        and sorted(set(image_owner)) == image_owner
+    )
 
 
 def test_degrade_keeps_images_in_range():
@@ -177,10 +227,29 @@ def test_degrade_keeps_images_in_range():
 
 
 def test_task_trains_validates_and_exports(tok, tmp_path):
-    args = TrainArgs(out=str(tmp_path / "run"), steps=3, batch_size=8, lr=1e-3, warmup=1, workers=0, val_every=3,
-                     ckpt_every=3, log_every=1, bf16=False)
+    args = TrainArgs(
+        out=str(tmp_path / "run"),
+        steps=3,
+        batch_size=8,
+        lr=1e-3,
+        warmup=1,
+        workers=0,
+        val_every=3,
+        ckpt_every=3,
+        log_every=1,
+        bf16=False,
+    )
     model = make_clip(tok, 32, **TINY)
-    metrics = train(ClipTask(model, ShapesWorld(32), tok, args, ClipRecipe(negatives=2, negative_images=1, val_pairs=32)), args)
+    metrics = train(
+        ClipTask(
+            model,
+            ShapesWorld(32),
+            tok,
+            args,
+            ClipRecipe(negatives=2, negative_images=1, val_pairs=32),
+        ),
+        args,
+    )
     assert {f"neg_{k}" for k in ("color_swap", "count", "shape", "background")} <= set(metrics)
     assert {"i2t_top1", "t2i_top1"} <= set(metrics) and all(0 <= v <= 1 for v in metrics.values())
     loaded = load_clip(tmp_path / "run", tok)

@@ -1,4 +1,5 @@
 """The `Dalle` facade on a real checkpoint (the shipped one unless DALLE_TEST_CHECKPOINT says otherwise)."""
+
 import os
 
 import numpy as np
@@ -21,13 +22,17 @@ def test_generate_returns_n_best_first(model):
     scores = [r.score for r in results]
     assert scores == sorted(scores, reverse=True)
     for r in results:
-        assert r.image.shape == (model.image_size, model.image_size, 3) and r.image.dtype == np.uint8
+        assert (
+            r.image.shape == (model.image_size, model.image_size, 3) and r.image.dtype == np.uint8
+        )
 
 
 def test_same_seed_same_images(model):
     a = model.generate("two blue squares", n=2, candidates=4, seed=7)
     b = model.generate("two blue squares", n=2, candidates=4, seed=7)
-    assert all(np.array_equal(x.image, y.image) and x.score == y.score for x, y in zip(a, b, strict=True))
+    assert all(
+        np.array_equal(x.image, y.image) and x.score == y.score for x, y in zip(a, b, strict=True)
+    )
 
 
 def test_stream_previews_then_results(model):
@@ -43,10 +48,20 @@ def test_stream_previews_then_results(model):
 def test_generate_and_complete_equal_the_streams_last_update(model):
     """The non-streaming calls skip the previews but not the work: same images, same scores."""
     image = sample(5).image
-    pairs = [(model.generate("a green cross", n=2, candidates=3, seed=0),
-              list(model.generate_stream("a green cross", n=2, candidates=3, seed=0))[-1].results),
-             (model.complete(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0),
-              list(model.complete_stream(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0))[-1].results)]
+    pairs = [
+        (
+            model.generate("a green cross", n=2, candidates=3, seed=0),
+            list(model.generate_stream("a green cross", n=2, candidates=3, seed=0))[-1].results,
+        ),
+        (
+            model.complete(image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0),
+            list(
+                model.complete_stream(
+                    image, "a red circle", region=(4, 3), n=2, candidates=3, seed=0
+                )
+            )[-1].results,
+        ),
+    ]
     for plain, streamed in pairs:
         assert [r.score for r in plain] == [r.score for r in streamed]
         assert all(np.array_equal(a.image, b.image) for a, b in zip(plain, streamed, strict=True))
@@ -97,10 +112,17 @@ def test_odd_prompts_still_work(model):
 
 def test_kept_prompt_says_what_the_model_reads(model):
     assert model.kept_prompt("a red circle") is None
-    long = "a small red circle above a large blue square and two green triangles to the left of three yellow " \
-           "diamonds on a white background please"
+    long = (
+        "a small red circle above a large blue square and two green triangles to the left of three yellow "
+        "diamonds on a white background please"
+    )
     kept = model.kept_prompt(long)
-    assert kept is not None and long.startswith(kept) and "please" not in kept and kept.endswith("background")
+    assert (
+        kept is not None
+        and long.startswith(kept)
+        and "please" not in kept
+        and kept.endswith("background")
+    )
     _, notes = model.check_prompt(long)
     assert any(f'reads only "{kept}"' in n for n in notes)
 
@@ -110,7 +132,9 @@ def test_vocabulary_groups_the_known_words(model):
     assert list(vocabulary)[:2] == ["colours", "shapes"] and "red" in vocabulary["colours"]
     assert {"circle", "crosses"} <= set(vocabulary["shapes"]) and "left" in vocabulary["positions"]
     words = [w for group in vocabulary.values() for w in group]
-    assert len(words) == len(set(words)) and set(words) == {w for w in model.tokenizer.words if w.isalnum()}
+    assert len(words) == len(set(words)) and set(words) == {
+        w for w in model.tokenizer.words if w.isalnum()
+    }
     assert all(words for words in vocabulary.values())
 
 
@@ -120,16 +144,31 @@ def test_judge_is_a_plain_check_of_world_captions(model):
     assert model.judge(image, caption) == (True, "ok")
     ok, why = model.judge(image, "a green circle above a blue square")
     assert not ok and "not green" in why
-    assert model.judge(image, "a red zebra") is None  # not a caption of the world's grammar: nothing to check
+    assert (
+        model.judge(image, "a red zebra") is None
+    )  # not a caption of the world's grammar: nothing to check
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"n": 0}, "n must be"), ({"n": 11, "candidates": 10}, "n must be"), ({"n": -1}, "n must be"),
-    ({"n": "abc"}, "integer"), ({"candidates": 65}, "candidates"), ({"temperature": 0}, "temperature"),
-    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
-    ({"top_k": -3}, "top_k"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"guidance": 0.5}, "guidance"),
-    ({"seed": -1}, "seed"), ({"seed": 2**70}, "seed"), ({"seed": 1.5}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"n": 0}, "n must be"),
+        ({"n": 11, "candidates": 10}, "n must be"),
+        ({"n": -1}, "n must be"),
+        ({"n": "abc"}, "integer"),
+        ({"candidates": 65}, "candidates"),
+        ({"temperature": 0}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"top_k": -3}, "top_k"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"guidance": 0.5}, "guidance"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**70}, "seed"),
+        ({"seed": 1.5}, "seed"),
+    ],
+)
 def test_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
         Settings(**kw)

@@ -1,4 +1,5 @@
 """Data sources: the world stream (resumable, per-worker) and a user's image folder."""
+
 import numpy as np
 import pytest
 import torch

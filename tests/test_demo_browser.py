@@ -5,6 +5,7 @@ one of each tab there, for the README. The page must not fetch anything from out
 The tests of issue 32 (a new user's trial of the app) run on a desktop (1280x900, light) and a phone
 (390x844, dark) screen, and keep a screenshot of each.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,14 +25,28 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TIMEOUT_MS = 60_000
-SIZES = {"desktop": (1280, 900, "light"), "phone": (390, 844, "dark")}  # viewport width, height, colour scheme
-TILE = {"desktop": 256, "phone": 128}  # the side of a result in the gallery: a whole multiple of the model's 64 px
+SIZES = {
+    "desktop": (1280, 900, "light"),
+    "phone": (390, 844, "dark"),
+}  # viewport width, height, colour scheme
+TILE = {
+    "desktop": 256,
+    "phone": 128,
+}  # the side of a result in the gallery: a whole multiple of the model's 64 px
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)"),  # Gradio's use of pandas
+    pytest.mark.filterwarnings(
+        "ignore:.*(no_silent_downcasting|copy keyword)"
+    ),  # Gradio's use of pandas
 ]
 
 
@@ -44,14 +59,22 @@ def browser() -> Iterator[Browser]:
 
 
 @contextmanager
-def app_page(browser: Browser, url: str, width: int, height: int, scheme: str = "light") -> Iterator[Page]:
+def app_page(
+    browser: Browser, url: str, width: int, height: int, scheme: str = "light"
+) -> Iterator[Page]:
     """The app's page, freshly loaded at a viewport size; fails if the page requested anything not on loopback."""
     page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
     page.set_default_timeout(TIMEOUT_MS)
     outside = []
-    page.on("request", lambda r: outside.append(r.url)
-            if urlparse(r.url).hostname not in ("127.0.0.1", None) and not r.url.startswith(("data:", "blob:"))
-            else None)
+    page.on(
+        "request",
+        lambda r: (
+            outside.append(r.url)
+            if urlparse(r.url).hostname not in ("127.0.0.1", None)
+            and not r.url.startswith(("data:", "blob:"))
+            else None
+        ),
+    )
     page.goto(url)
     page.wait_for_selector("#prompt textarea")
     yield page
@@ -76,7 +99,9 @@ def sized(request, browser: Browser, demo_server: LiveServer) -> Iterator[tuple[
 def screenshot(page: Page, tmp_path: Path, name: str, keep: bool = False) -> Path:
     """Save a full-page screenshot in tmp_path, and if `keep`, in $DALLE_SCREENSHOT_DIR (when set)."""
     path = tmp_path / f"{name}.png"
-    page.evaluate("Promise.all([...document.images].map(image => image.decode().catch(() => null)))")
+    page.evaluate(
+        "Promise.all([...document.images].map(image => image.decode().catch(() => null)))"
+    )
     page.screenshot(path=str(path), full_page=True)
     assert Image.open(path).size[0] == page.viewport_size["width"]
     if keep and os.environ.get("DALLE_SCREENSHOT_DIR"):
@@ -92,8 +117,9 @@ def markdown(page: Page, elem_id: str) -> str:
 
 
 def wait_for_text(page: Page, selector: str, text: str) -> None:
-    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
-                           arg=[selector, text])
+    page.wait_for_function(
+        "([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)", arg=[selector, text]
+    )
 
 
 def set_slider(page: Page, elem_id: str, value: int) -> None:
@@ -105,11 +131,16 @@ def set_slider(page: Page, elem_id: str, value: int) -> None:
 
 def paint(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
     """Drag the mouse over the editor's image, between fractions of its size."""
-    page.wait_for_function("!document.querySelector('#editor [data-testid=status-tracker]:not(.hide)')")
+    page.wait_for_function(
+        "!document.querySelector('#editor [data-testid=status-tracker]:not(.hide)')"
+    )
     canvas = page.locator("#editor canvas").first.bounding_box()
     # the image sits centred in the canvas area at its zoom; paint inside its lower-right part
     side = min(canvas["width"], canvas["height"]) * 0.8
-    left, top = canvas["x"] + (canvas["width"] - side) / 2, canvas["y"] + (canvas["height"] - side) / 2
+    left, top = (
+        canvas["x"] + (canvas["width"] - side) / 2,
+        canvas["y"] + (canvas["height"] - side) / 2,
+    )
     page.mouse.move(left + start[0] * side, top + start[1] * side)
     page.mouse.down()
     page.mouse.move(left + end[0] * side, top + end[1] * side, steps=12)
@@ -127,12 +158,18 @@ def test_generate(page: Page, tmp_path: Path):
     page.fill("#prompt textarea", "a red zebra")
     wait_for_text(page, "body", "Words the model never saw in training")
     page.get_by_text("a yellow triangle above a green diamond").click()  # an example prompt
-    page.wait_for_function("document.querySelector('#prompt textarea').value.includes('yellow triangle')")
+    page.wait_for_function(
+        "document.querySelector('#prompt textarea').value.includes('yellow triangle')"
+    )
     page.click("#generate")
-    page.wait_for_selector("#gallery img[alt^='candidate']")  # previews while sampling (or the results)
+    page.wait_for_selector(
+        "#gallery img[alt^='candidate']"
+    )  # previews while sampling (or the results)
     wait_for_text(page, "#gen-status", "The best 4 of 16 candidates in")
     images = page.locator("#gallery img[alt*='score']")
-    assert images.count() == 4 and re.match(r"#1 [✓✗] · score \d+\.\d$", images.first.get_attribute("alt"))
+    assert images.count() == 4 and re.match(
+        r"#1 [✓✗] · score \d+\.\d$", images.first.get_attribute("alt")
+    )
     screenshot(page, tmp_path, "generate", keep=True)
 
 
@@ -163,10 +200,14 @@ def test_upload_any_image_and_use_sliders(page: Page, tmp_path: Path):
     page.get_by_role("tab", name="Edit").click()
     page.locator("#editor canvas").first.wait_for()  # the editor is ready
     page.locator("#editor input[type=file]").set_input_files(str(upload))
-    wait_for_text(page, "#image-status", "Your 300x180 px image was cropped to its central 180x180 px square")
+    wait_for_text(
+        page, "#image-status", "Your 300x180 px image was cropped to its central 180x180 px square"
+    )
     set_slider(page, "row", 2)
     wait_for_text(page, "#edit-status", "Redrawing token rows 2-7 and columns 4-7")
-    assert page.locator("#mode input[value='sliders']").is_checked()  # moving a slider switches to them
+    assert page.locator(
+        "#mode input[value='sliders']"
+    ).is_checked()  # moving a slider switches to them
     page.fill("#edit-prompt textarea", "a green square")
     page.click("#complete")
     wait_for_text(page, "#complete-status", "candidates in")
@@ -177,7 +218,9 @@ def test_upload_any_image_and_use_sliders(page: Page, tmp_path: Path):
 def test_example_scene_fills_editor_and_prompt(page: Page):
     page.get_by_role("tab", name="Edit").click()
     page.get_by_text("a pink circle above a large blue square").click()
-    page.wait_for_function("document.querySelector('#edit-prompt textarea').value.includes('pink circle')")
+    page.wait_for_function(
+        "document.querySelector('#edit-prompt textarea').value.includes('pink circle')"
+    )
     page.click("#complete")  # nothing painted yet: a clear message
     toast = page.locator("[data-testid='toast-body']")
     toast.wait_for()
@@ -232,7 +275,10 @@ def screencast(page: Page) -> Iterator[list[str]]:
 
 def pixels_at(frames: list[str], x: float, y: float) -> list[tuple[int, int, int]]:
     """The colour of viewport point (x, y) in each frame."""
-    return [Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB").getpixel((int(x), int(y))) for f in frames]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB").getpixel((int(x), int(y)))
+        for f in frames
+    ]
 
 
 def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 8) -> bool:
@@ -259,17 +305,28 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
     assert len(sampling) > 5 and all(f["images"] == 16 for f in sampling)
     # In the first candidate's last row of tokens: the gray of rows not sampled yet in every preview, then the
     # best result; never the gallery's background, which a blanked preview would show.
-    colours = pixels_at(frames, first["x"] + first["width"] / 2, first["y"] + first["height"] * 0.95)
+    colours = pixels_at(
+        frames, first["x"] + first["width"] / 2, first["y"] + first["height"] * 0.95
+    )
     gray, final = (200, 200, 200), colours[-1]  # dalle.PARTIAL_GRAY, the best result
     start = next(i for i, c in enumerate(colours) if near(c, gray))
     others = [c for c in colours[start:] if not near(c, gray) and not near(c, final)]
     assert len(colours) - start > 3 and not others, f"painted between the previews: {others}"
-    assert watched["removals"] == [{"removed": 12, "left": 4}]  # only the 16 previews giving way to the best 4
-    assert max(f["rows"] for f in watched["frames"]) == 1 and max(f["trackers"] for f in sampling) == 0
+    assert watched["removals"] == [
+        {"removed": 12, "left": 4}
+    ]  # only the 16 previews giving way to the best 4
+    assert (
+        max(f["rows"] for f in watched["frames"]) == 1 and max(f["trackers"] for f in sampling) == 0
+    )
     assert all(f["disabled"] and f["label"] == "Generating…" for f in sampling)
     assert [f["status"] for f in watched["frames"]].count("Waiting for the model…") >= 1
-    assert sum(a["status"] != b["status"] == "Waiting for the model…"
-               for a, b in zip(watched["frames"], watched["frames"][1:], strict=False)) == 1  # one run
+    assert (
+        sum(
+            a["status"] != b["status"] == "Waiting for the model…"
+            for a, b in zip(watched["frames"], watched["frames"][1:], strict=False)
+        )
+        == 1
+    )  # one run
     assert page.inner_text("#generate").strip() == "Generate"
 
 
@@ -281,13 +338,20 @@ def test_gallery_columns_follow_the_width(sized: tuple[str, Page], tmp_path: Pat
     width = page.viewport_size["width"]
     boxes = [image.bounding_box() for image in page.locator("#gallery .grid-container img").all()]
     assert len(boxes) == 4
-    assert all(b["width"] == b["height"] == TILE[size] and 0 < b["x"] and b["x"] + b["width"] < width for b in boxes)
+    assert all(
+        b["width"] == b["height"] == TILE[size] and 0 < b["x"] and b["x"] + b["width"] < width
+        for b in boxes
+    )
     assert len({b["x"] for b in boxes}) == (4 if size == "desktop" else 2)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
-    assert page.evaluate("[...document.querySelectorAll('#gallery .grid-wrap')]"
-                         ".every(e => e.scrollWidth <= e.clientWidth && e.scrollHeight <= e.clientHeight)")
-    assert page.evaluate("[...document.querySelectorAll('#gallery .caption-label')]"
-                         ".every(e => e.scrollWidth <= e.clientWidth)"), "a caption is clipped"
+    assert page.evaluate(
+        "[...document.querySelectorAll('#gallery .grid-wrap')]"
+        ".every(e => e.scrollWidth <= e.clientWidth && e.scrollHeight <= e.clientHeight)"
+    )
+    assert page.evaluate(
+        "[...document.querySelectorAll('#gallery .caption-label')]"
+        ".every(e => e.scrollWidth <= e.clientWidth)"
+    ), "a caption is clipped"
     screenshot(page, tmp_path, f"generate-{size}", keep=True)
 
 
@@ -296,7 +360,9 @@ def test_results_are_checked_against_the_prompt(sized: tuple[str, Page]):
     and what a score means."""
     _, page = sized
     generate(page, "a red circle")
-    alts = [image.get_attribute("alt") for image in page.locator("#gallery .grid-container img").all()]
+    alts = [
+        image.get_attribute("alt") for image in page.locator("#gallery .grid-container img").all()
+    ]
     assert all(re.match(r"#\d [✓✗] · score -?\d+\.\d$", alt) for alt in alts), alts
     status = markdown(page, "gen-status")
     assert re.search(r"✓ \d of 4 match the prompt", status) and "Score: how well" in status
@@ -309,22 +375,30 @@ def test_unknown_words_are_shown_once_with_the_vocabulary(sized: tuple[str, Page
     page.fill("#prompt textarea", "a red zebra")
     wait_for_text(page, "#prompt-note", "never saw in training")
     note = markdown(page, "prompt-note")
-    assert "zebra" in note and all(word in note for word in ("It knows only these", "colours", "triangle", "above"))
+    assert "zebra" in note and all(
+        word in note for word in ("It knows only these", "colours", "triangle", "above")
+    )
     page.click("#generate")
     wait_for_text(page, "#gen-status", "candidates in")
     body = page.inner_text("body")
     assert body.count("never saw in training") == 1 and body.count("zebra") == 1
     assert page.locator("[data-testid='toast-body']").count() == 0
-    assert "cannot be checked" in markdown(page, "gen-status")  # not a caption of the world: no marks
-    assert not any(mark in page.get_attribute("#gallery .grid-container img", "alt") for mark in "✓✗")
+    assert "cannot be checked" in markdown(
+        page, "gen-status"
+    )  # not a caption of the world: no marks
+    assert not any(
+        mark in page.get_attribute("#gallery .grid-container img", "alt") for mark in "✓✗"
+    )
     screenshot(page, tmp_path, f"unknown-words-{size}")
 
 
 def test_long_prompt_note_shows_the_kept_words(sized: tuple[str, Page], tmp_path: Path):
     """Issue 32.8: the note on a prompt too long for the model says which of its words the model reads."""
     size, page = sized
-    kept = ("a small red circle above a large blue square and two green triangles to the left of three yellow "
-            "diamonds on a white background")
+    kept = (
+        "a small red circle above a large blue square and two green triangles to the left of three yellow "
+        "diamonds on a white background"
+    )
     page.fill("#prompt textarea", kept + " please")
     wait_for_text(page, "#prompt-note", "longer than the model reads")
     assert f"it reads only “{kept}”" in markdown(page, "prompt-note")
@@ -339,14 +413,31 @@ def test_enlarged_view_hides_the_grid(sized: tuple[str, Page], tmp_path: Path):
     page.locator("#gallery .grid-container img").first.click()
     big = page.locator("#gallery [data-testid=detailed-image]")
     big.wait_for()
-    page.wait_for_function("document.querySelector('#gallery [data-testid=detailed-image]').complete")
+    page.wait_for_function(
+        "document.querySelector('#gallery [data-testid=detailed-image]').complete"
+    )
     box = big.bounding_box()
     assert box["width"] == box["height"] == {"desktop": 512, "phone": 256}[size]
-    assert page.evaluate("getComputedStyle(document.querySelector('#gallery .grid-wrap')).visibility") == "hidden"
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('#gallery .grid-wrap')).visibility")
+        == "hidden"
+    )
     gallery = page.locator("#gallery").bounding_box()
-    left = gallery["x"] + 8  # a strip beside the enlarged image, where the grid used to show through
-    strip = Image.open(io.BytesIO(page.screenshot(
-        clip={"x": left, "y": box["y"], "width": box["x"] - 8 - left, "height": box["height"]}))).convert("RGB")
+    left = (
+        gallery["x"] + 8
+    )  # a strip beside the enlarged image, where the grid used to show through
+    strip = Image.open(
+        io.BytesIO(
+            page.screenshot(
+                clip={
+                    "x": left,
+                    "y": box["y"],
+                    "width": box["x"] - 8 - left,
+                    "height": box["height"],
+                }
+            )
+        )
+    ).convert("RGB")
     assert len(strip.getcolors(1 << 16)) == 1, "something shows through beside the enlarged image"
     screenshot(page, tmp_path, f"enlarged-{size}")
 
@@ -371,7 +462,9 @@ def test_failed_actions_leave_no_error_marks(sized: tuple[str, Page], tmp_path: 
     assert page.inner_text("#generate").strip() == "Generate" and markdown(page, "gen-status") == ""
     page.get_by_role("tab", name="Edit").click()
     page.get_by_text("a pink circle above a large blue square").click()
-    page.wait_for_function("document.querySelector('#edit-prompt textarea').value.includes('pink circle')")
+    page.wait_for_function(
+        "document.querySelector('#edit-prompt textarea').value.includes('pink circle')"
+    )
     page.click("#complete")  # nothing painted
     wait_for_text(page, "body", "Paint over the area to redraw (it reaches")
     page.wait_for_function("!document.querySelector('#complete').disabled")
@@ -391,10 +484,17 @@ def test_prompt_and_complete_are_beside_the_editor(sized: tuple[str, Page], tmp_
     wait_for_text(page, "#edit-status", "Paint over the area")
     assert page.inner_text("#editor .zoom-number") == "100%"  # 256 px: the model's 64 px at 4x
     height = page.viewport_size["height"]
-    editor, prompt, button = (page.locator(s).bounding_box() for s in ("#editor", "#edit-prompt", "#complete"))
-    assert 0 <= editor["y"] and button["y"] + button["height"] <= height  # on one screen, scrolled to by the pick
+    editor, prompt, button = (
+        page.locator(s).bounding_box() for s in ("#editor", "#edit-prompt", "#complete")
+    )
+    assert (
+        0 <= editor["y"] and button["y"] + button["height"] <= height
+    )  # on one screen, scrolled to by the pick
     if size == "desktop":
-        assert prompt["x"] >= editor["x"] + editor["width"] and button["y"] < editor["y"] + editor["height"]
+        assert (
+            prompt["x"] >= editor["x"] + editor["width"]
+            and button["y"] < editor["y"] + editor["height"]
+        )
     else:
         assert editor["y"] + editor["height"] <= prompt["y"] < button["y"]
     screenshot(page, tmp_path, f"edit-first-screen-{size}")
@@ -421,11 +521,20 @@ def test_non_square_upload_shows_the_crop_box(sized: tuple[str, Page], tmp_path:
     page.get_by_role("tab", name="Edit").click()
     page.locator("#editor canvas").first.wait_for()
     page.locator("#editor input[type=file]").set_input_files(str(upload))
-    wait_for_text(page, "#image-status", "cropped to its central 180x180 px square (framed in Region to redraw")
+    wait_for_text(
+        page,
+        "#image-status",
+        "cropped to its central 180x180 px square (framed in Region to redraw",
+    )
     preview = page.locator("#region-preview img")
     page.wait_for_function("document.querySelector('#region-preview img')?.complete")
-    natural = page.evaluate("[document.querySelector('#region-preview img').naturalWidth,"
-                            " document.querySelector('#region-preview img').naturalHeight]")
+    natural = page.evaluate(
+        "[document.querySelector('#region-preview img').naturalWidth,"
+        " document.querySelector('#region-preview img').naturalHeight]"
+    )
     box = preview.bounding_box()
-    assert natural == [320, 256] and (box["width"], box["height"]) == (320, 256)  # 32 px cut off a side, 1:1
+    assert natural == [320, 256] and (box["width"], box["height"]) == (
+        320,
+        256,
+    )  # 32 px cut off a side, 1:1
     screenshot(page, tmp_path, f"crop-box-{size}")

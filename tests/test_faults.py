@@ -4,6 +4,7 @@ checkpoint), at every entry point that loads one: the facade, `dalle generate`, 
 Killing a training run with SIGKILL and resuming it is tested in test_recipe.py (one process) and
 test_distributed.py (torchrun); a damaged run checkpoint in test_vae.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dalle_core.checkpoint import MANIFEST, CheckpointError, config_from_json, save_model, verify, write_manifest
-from dalle_core.cli import main as dalle
 from dalle_core import Dalle
+from dalle_core.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    config_from_json,
+    save_model,
+    verify,
+    write_manifest,
+)
+from dalle_core.cli import main as dalle
 from dalle_core.vae import DiscreteVAE, VAEConfig
 
 
@@ -59,9 +67,13 @@ def test_the_shipped_checkpoint_has_a_manifest_of_every_file(demo_checkpoint: Pa
 
 
 @pytest.mark.parametrize("name", ["vae", "transformer", "clip"])
-def test_one_changed_byte_of_a_tensor_is_caught_and_the_file_named(checkpoint: Path, signed: Path, name: str):
+def test_one_changed_byte_of_a_tensor_is_caught_and_the_file_named(
+    checkpoint: Path, signed: Path, name: str
+):
     flip_a_byte_of_a_tensor(checkpoint / f"{name}.safetensors")
-    Dalle(checkpoint, device="cpu")  # without a manifest such a file loads: only the digest can tell
+    Dalle(
+        checkpoint, device="cpu"
+    )  # without a manifest such a file loads: only the digest can tell
     weights = signed / f"{name}.safetensors"
     flip_a_byte_of_a_tensor(weights)
     with pytest.raises(CheckpointError, match="differs from the SHA-256") as e:
@@ -154,8 +166,10 @@ def test_damaged_weights_name_the_file(checkpoint: Path, name: str, damage: str)
     assert str(weights) in str(e.value)
 
 
-@pytest.mark.parametrize("file", ["vae.safetensors", "transformer.json", "clip.safetensors", "tokenizer.json",
-                                  "text.json"])
+@pytest.mark.parametrize(
+    "file",
+    ["vae.safetensors", "transformer.json", "clip.safetensors", "tokenizer.json", "text.json"],
+)
 def test_missing_files_are_named(checkpoint: Path, file: str):
     (checkpoint / file).unlink()
     with pytest.raises(CheckpointError, match="missing") as e:
@@ -163,12 +177,17 @@ def test_missing_files_are_named(checkpoint: Path, file: str):
     assert str(checkpoint / file) in str(e.value)
 
 
-@pytest.mark.parametrize("file, content, words", [
-    ("vae.json", "{not json", "is not valid JSON"), ("vae.json", '{"colour": 1}', "does not know"),
-    ("text.json", "[1, 2]", "has no 'length' and 'words'"), ("text.json", "\xff\xfe", "is not valid JSON"),
-    ("tokenizer.json", '{"model": 3}', "is damaged or not a tokenizer file"),
-    ("tokenizer.json", "", "is damaged or not a tokenizer file"),
-])
+@pytest.mark.parametrize(
+    "file, content, words",
+    [
+        ("vae.json", "{not json", "is not valid JSON"),
+        ("vae.json", '{"colour": 1}', "does not know"),
+        ("text.json", "[1, 2]", "has no 'length' and 'words'"),
+        ("text.json", "\xff\xfe", "is not valid JSON"),
+        ("tokenizer.json", '{"model": 3}', "is damaged or not a tokenizer file"),
+        ("tokenizer.json", "", "is damaged or not a tokenizer file"),
+    ],
+)
 def test_broken_configs_are_named(checkpoint: Path, file: str, content: str, words: str):
     (checkpoint / file).write_text(content)
     with pytest.raises(CheckpointError, match=words) as e:
@@ -179,21 +198,43 @@ def test_broken_configs_are_named(checkpoint: Path, file: str, content: str, wor
 def test_a_vae_the_transformer_was_not_trained_on_is_named(checkpoint: Path):
     """Weights that all load, but a VAE with another codebook: the error names both sides, not a shape."""
     vae = config_from_json(VAEConfig, checkpoint / "vae.json")
-    save_model(checkpoint, "vae", DiscreteVAE(VAEConfig(image_size=vae.image_size, f=vae.f, codebook=2 * vae.codebook,
-                                                        widths=vae.widths)))
+    save_model(
+        checkpoint,
+        "vae",
+        DiscreteVAE(
+            VAEConfig(
+                image_size=vae.image_size, f=vae.f, codebook=2 * vae.codebook, widths=vae.widths
+            )
+        ),
+    )
     with pytest.raises(CheckpointError) as e:
         Dalle(checkpoint, device="cpu")
     message = str(e.value)
     assert str(checkpoint / "transformer.json") in message
-    assert f"'image_vocab': {vae.codebook}" in message and f"'image_vocab': {2 * vae.codebook}" in message
+    assert (
+        f"'image_vocab': {vae.codebook}" in message
+        and f"'image_vocab': {2 * vae.codebook}" in message
+    )
 
 
 def test_the_command_line_reports_a_damaged_checkpoint(checkpoint: Path, tmp_path: Path):
     truncate(checkpoint / "transformer.safetensors")
     with pytest.raises(SystemExit) as e:
-        dalle(["generate", "a red circle", "--checkpoint", str(checkpoint), "--device", "cpu",
-               "--out", str(tmp_path / "out.png")])
-    assert str(e.value.code).startswith("error: ") and "transformer.safetensors is damaged" in str(e.value.code)
+        dalle(
+            [
+                "generate",
+                "a red circle",
+                "--checkpoint",
+                str(checkpoint),
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out.png"),
+            ]
+        )
+    assert str(e.value.code).startswith("error: ") and "transformer.safetensors is damaged" in str(
+        e.value.code
+    )
 
 
 @pytest.mark.parametrize("command", [["generate", "a red circle"], ["eval"]])
@@ -210,4 +251,6 @@ def test_the_demo_server_reports_a_missing_checkpoint(tmp_path: Path):
 
     with pytest.raises(SystemExit) as e:
         dalle_demo(["--checkpoint", str(tmp_path / "nowhere"), "--device", "cpu"])
-    assert str(e.value.code).startswith("dalle-demo: no checkpoint directory") and "dalle train all" in str(e.value.code)
+    assert str(e.value.code).startswith(
+        "dalle-demo: no checkpoint directory"
+    ) and "dalle train all" in str(e.value.code)

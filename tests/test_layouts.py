@@ -1,4 +1,5 @@
 """The second edition's layouts, orientation and their evaluator, pinned to shared/spec/shapes-world-v2.md."""
+
 import math
 import random
 from dataclasses import replace
@@ -40,8 +41,11 @@ def test_v2_spec_numbers():
     assert KINDS["analogy"].sizes == {"small": (0.30, 0.40), "large": (0.55, 0.70)}
     assert KINDS["matrix"].sizes == {"small": (0.40, 0.50), "large": (0.65, 0.80)}
     assert layouts.MATRIX_OFFSET == 0.1 and layouts.CENTRE_TOLERANCE == 0.1
-    assert layouts.MATRIX_RULES == {"shape": ("constant", "distribute three", "progression"),
-                                    "color": ("constant", "distribute three"), "size": ("constant",)}
+    assert layouts.MATRIX_RULES == {
+        "shape": ("constant", "distribute three", "progression"),
+        "color": ("constant", "distribute three"),
+        "size": ("constant",),
+    }
 
 
 def test_panels_are_token_rectangles_reaching_the_corner():
@@ -59,6 +63,7 @@ def test_panels_are_token_rectangles_reaching_the_corner():
 
 
 # ------------------------------------------------------------------ orientation
+
 
 @pytest.mark.parametrize("direction", world.DIRECTIONS)
 def test_a_triangle_points_where_its_caption_says(direction):
@@ -84,15 +89,28 @@ def test_the_apex_is_at_the_middle_of_the_named_side():
     assert (0.0, 1.0) in poly
 
 
-@pytest.mark.parametrize("caption", ["a red triangle pointing left", "one small triangle pointing down in the top left",
-                                     "a triangle pointing right to the left of a blue circle",
-                                     "two squares and a yellow triangle pointing up"])
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "a red triangle pointing left",
+        "one small triangle pointing down in the top left",
+        "a triangle pointing right to the left of a blue circle",
+        "two squares and a yellow triangle pointing up",
+    ],
+)
 def test_orientation_captions_round_trip(caption):
     assert caption_of(parse_caption(caption)) == caption
 
 
-@pytest.mark.parametrize("bad", ["a circle pointing left", "two triangles pointing up", "a triangle pointing sideways",
-                                 "a triangle pointing"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a circle pointing left",
+        "two triangles pointing up",
+        "a triangle pointing sideways",
+        "a triangle pointing",
+    ],
+)
 def test_bad_orientation_captions_are_rejected(bad):
     with pytest.raises(CaptionError):
         parse_caption(bad)
@@ -100,14 +118,19 @@ def test_bad_orientation_captions_are_rejected(bad):
 
 # ------------------------------------------------------------------ transforms and rules
 
+
 def test_transforms_keep_centres_and_flip_directions():
     rng = random.Random(0)
     tri = Obj("triangle", "red", "small", 0.3, 0.2, 0.2, "left")
     circle = Obj("circle", "blue", "small", 0.7, 0.25, 0.2)
     (m_tri, m_circle) = apply(Transform("mirrored"), (tri, circle), "pair", rng)
-    assert m_tri.direction == "right" and m_tri.cx == pytest.approx(0.7) and m_circle.direction == "up"
+    assert (
+        m_tri.direction == "right" and m_tri.cx == pytest.approx(0.7) and m_circle.direction == "up"
+    )
     (u_tri, u_circle) = apply(Transform("upside down"), (tri, circle), "pair", rng)
-    assert u_tri.direction == "left" and u_tri.cy == pytest.approx(0.3) and u_circle.direction == "up"
+    assert (
+        u_tri.direction == "left" and u_tri.cy == pytest.approx(0.3) and u_circle.direction == "up"
+    )
     (up,) = apply(Transform("upside down"), (replace(tri, direction="up"),), "pair", rng)
     assert up.direction == "down"
     (grown,) = apply(Transform("size", "large"), (tri,), "pair", rng)
@@ -117,21 +140,34 @@ def test_transforms_keep_centres_and_flip_directions():
 
 
 def test_matrix_rules_and_answer():
-    assert rule_holds("progression", ["circle", "square", "triangle", "cross", "circle", "square"] * 1
-                      + ["diamond", "cross", "circle"])
+    assert rule_holds(
+        "progression",
+        ["circle", "square", "triangle", "cross", "circle", "square"] * 1
+        + ["diamond", "cross", "circle"],
+    )
     assert not rule_holds("progression", ["circle", "triangle", "square"] * 3)
-    assert rule_holds("distribute three", ["red", "green", "blue", "green", "blue", "red", "blue", "red", "green"])
+    assert rule_holds(
+        "distribute three", ["red", "green", "blue", "green", "blue", "red", "blue", "red", "green"]
+    )
     assert not rule_holds("distribute three", ["red", "green", "blue"] * 3)  # columns repeat
-    objs = [Obj(s, c, "small", 0.5, 0.5, 0.45) for s, c in zip(
-        ["circle", "square", "triangle", "square", "triangle", "diamond", "diamond", "cross"],
-        ["red", "red", "red", "blue", "blue", "blue", "pink", "pink"], strict=True)]
+    objs = [
+        Obj(s, c, "small", 0.5, 0.5, 0.45)
+        for s, c in zip(
+            ["circle", "square", "triangle", "square", "triangle", "diamond", "diamond", "cross"],
+            ["red", "red", "red", "blue", "blue", "blue", "pink", "pink"],
+            strict=True,
+        )
+    ]
     answer = matrix_answer(objs)
     assert (answer.shape, answer.color, answer.size) == ("circle", "pink", "small")
-    ambiguous = [replace(o, shape="circle") for o in objs[:6]] + objs[6:]  # rows 1-2 fit no shape rule
+    ambiguous = [replace(o, shape="circle") for o in objs[:6]] + objs[
+        6:
+    ]  # rows 1-2 fit no shape rule
     assert matrix_answer(ambiguous) is None
 
 
 # ------------------------------------------------------------------ captions
+
 
 def test_layout_captions_round_trip():
     for kind in LAYOUTS:
@@ -139,21 +175,33 @@ def test_layout_captions_round_trip():
             s = sample_layout(kind, seed, W).sample
             for c in (s.caption, s.spoken(random.Random(seed))):
                 assert parse_layout_caption(caption_of_layout(c)) == c
-    assert parse_layout_caption("A red circle and a blue square on the top and the same in green on the bottom.") \
-        == LayoutCaption("pair", Transform("color", "green"), parse_caption("a red circle and a blue square"))
-    assert parse_layout_caption("a visual analogy: but big") == LayoutCaption("analogy", Transform("size", "large"))
+    assert parse_layout_caption(
+        "A red circle and a blue square on the top and the same in green on the bottom."
+    ) == LayoutCaption(
+        "pair", Transform("color", "green"), parse_caption("a red circle and a blue square")
+    )
+    assert parse_layout_caption("a visual analogy: but big") == LayoutCaption(
+        "analogy", Transform("size", "large")
+    )
     assert parse_layout_caption("a red circle at the bottom") is None  # a v1 caption
 
 
-@pytest.mark.parametrize("bad", ["the same sideways on the bottom", "a visual analogy: the same",
-                                 "a circle in the top left on the top and the same on the bottom",
-                                 "a visual analogy: in mauve"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "the same sideways on the bottom",
+        "a visual analogy: the same",
+        "a circle in the top left on the top and the same on the bottom",
+        "a visual analogy: in mauve",
+    ],
+)
 def test_bad_layout_captions_are_rejected(bad):
     with pytest.raises(CaptionError):
         parse_layout_caption(bad)
 
 
 # ------------------------------------------------------------------ the world's guarantees
+
 
 def test_layouts_are_deterministic_for_a_seed():
     for kind in LAYOUTS:
@@ -175,16 +223,29 @@ def test_layout_constraints_hold(kind):
                 assert k.sizes[o.size][0] <= o.s <= k.sizes[o.size][1]
         t = s.caption.transform
         if kind == "pair":
-            assert 1 <= len(panels[0]) <= 3 and matches(apply(t, panels[0], kind, random.Random(0)), panels[1], 1e-9)
+            assert 1 <= len(panels[0]) <= 3 and matches(
+                apply(t, panels[0], kind, random.Random(0)), panels[1], 1e-9
+            )
             assert world.check(Scene("white", panels[0]), s.caption.scene)[0]
         if kind == "analogy":
             assert all(1 <= len(p) <= 2 for p in panels)
-            assert rules_shown(panels[0], panels[1], kind, 2 * layouts.CENTRE_TOLERANCE) == [t]  # the only rule
+            assert rules_shown(panels[0], panels[1], kind, 2 * layouts.CENTRE_TOLERANCE) == [
+                t
+            ]  # the only rule
             assert matches(apply(t, panels[2], kind, random.Random(0)), panels[3], 1e-9)
-        if kind in ("pair", "analogy") and t.kind in ("color", "shape", "size"):  # no object already had the value
-            assert all(getattr(o, t.kind) != t.value for o in panels[0] + panels[2 if kind == "analogy" else 0])
+        if kind in ("pair", "analogy") and t.kind in (
+            "color",
+            "shape",
+            "size",
+        ):  # no object already had the value
+            assert all(
+                getattr(o, t.kind) != t.value
+                for o in panels[0] + panels[2 if kind == "analogy" else 0]
+            )
         if kind == "matrix":
-            assert all(len(p) == 1 and max(abs(p[0].cx - 0.5), abs(p[0].cy - 0.5)) <= 0.1 for p in panels)
+            assert all(
+                len(p) == 1 and max(abs(p[0].cx - 0.5), abs(p[0].cy - 0.5)) <= 0.1 for p in panels
+            )
             values = {a: [getattr(p[0], a) for p in panels] for a in ("shape", "color", "size")}
             assert all(rule_holds(r, values[a]) for a, r in s.matrix_rules.items())
             assert set(s.matrix_rules.values()) != {"constant"}
@@ -194,8 +255,12 @@ def test_layout_constraints_hold(kind):
 
 def test_every_rule_and_transform_is_drawn():
     rng = random.Random(0)
-    assert {layouts.sample_pair(rng).caption.transform.kind for _ in range(200)} == set(layouts.TRANSFORM_KINDS)
-    assert {layouts.sample_analogy(rng).caption.transform.kind for _ in range(200)} == set(layouts.RULE_KINDS)
+    assert {layouts.sample_pair(rng).caption.transform.kind for _ in range(200)} == set(
+        layouts.TRANSFORM_KINDS
+    )
+    assert {layouts.sample_analogy(rng).caption.transform.kind for _ in range(200)} == set(
+        layouts.RULE_KINDS
+    )
     rules = [layouts.sample_matrix(rng).matrix_rules for _ in range(200)]
     assert {r["shape"] for r in rules} == set(layouts.MATRIX_RULES["shape"])
     assert {r["color"] for r in rules} == set(layouts.MATRIX_RULES["color"])
@@ -203,11 +268,13 @@ def test_every_rule_and_transform_is_drawn():
 
 # ------------------------------------------------------------------ the evaluator reads its own renders
 
+
 def _reads_exactly(kind: str, seed: int, side: int) -> bool:
     s = sample_layout(kind, seed, side)
     background, panels = parse_layout(s.image, kind)
     return background == s.sample.layout.background and all(
-        matches(want, got, 0.02) for want, got in zip(s.sample.layout.panels, panels, strict=True))
+        matches(want, got, 0.02) for want, got in zip(s.sample.layout.panels, panels, strict=True)
+    )
 
 
 @pytest.mark.parametrize("kind", LAYOUTS)
@@ -217,8 +284,16 @@ def test_the_evaluator_reads_1000_layouts_exactly(kind):
     assert wrong == []
 
 
-@pytest.mark.parametrize("kind,side,n", [("pair", 64, 200), ("analogy", 64, 200), ("pair", 192, 60),
-                                         ("analogy", 192, 60), ("matrix", 192, 60)])
+@pytest.mark.parametrize(
+    "kind,side,n",
+    [
+        ("pair", 64, 200),
+        ("analogy", 64, 200),
+        ("pair", 192, 60),
+        ("analogy", 192, 60),
+        ("matrix", 192, 60),
+    ],
+)
 def test_the_evaluator_reads_layouts_at_other_sides(kind, side, n):
     """At the shipped v1 model's 64 px (where the eval renders given parts) and at twice the chosen side."""
     wrong = [seed for seed in range(n) if not _reads_exactly(kind, 10_000 + seed, side)]
@@ -252,21 +327,34 @@ def test_property_a_layout_satisfies_its_caption_and_a_broken_panel_fails_naming
     assert judge_layout(s.image, said) == (True, "ok")
     rng = random.Random(seed)
     last = len(s.sample.layout.panels) - 1
-    ok, reason = judge_layout(render_layout(_broken(s.sample.layout, last, rng), W), s.sample.caption)
+    ok, reason = judge_layout(
+        render_layout(_broken(s.sample.layout, last, rng), W), s.sample.caption
+    )
     assert not ok and reason.startswith(PANEL_NAME[kind]), reason
-    if kind == "pair":  # the top broken: it fails if the caption states what changed, else the bottom does,
+    if (
+        kind == "pair"
+    ):  # the top broken: it fails if the caption states what changed, else the bottom does,
         # unless the transform hides the change (the same in green after a color change)
-        ok, reason = judge_layout(render_layout(_broken(s.sample.layout, 0, rng), W), s.sample.caption)
+        ok, reason = judge_layout(
+            render_layout(_broken(s.sample.layout, 0, rng), W), s.sample.caption
+        )
         assert ok or reason.startswith(("the top half", "the bottom half")), reason
     else:  # a given panel broken: the rule or the answer no longer holds
-        ok, reason = judge_layout(render_layout(_broken(s.sample.layout, 1 if kind == "analogy" else 7, rng), W),
-                                  s.sample.caption)
+        ok, reason = judge_layout(
+            render_layout(_broken(s.sample.layout, 1 if kind == "analogy" else 7, rng), W),
+            s.sample.caption,
+        )
         assert not ok and reason.startswith(("panel", "panels")), reason
 
 
 def test_a_pair_whose_top_breaks_its_caption_fails_naming_the_top():
-    top = (Obj("circle", "red", "small", 0.3, 0.25, 0.2), Obj("square", "blue", "large", 0.7, 0.25, 0.35))
-    layout = Layout("pair", "gray", (top, apply(Transform("color", "green"), top, "pair", random.Random(0))))
+    top = (
+        Obj("circle", "red", "small", 0.3, 0.25, 0.2),
+        Obj("square", "blue", "large", 0.7, 0.25, 0.35),
+    )
+    layout = Layout(
+        "pair", "gray", (top, apply(Transform("color", "green"), top, "pair", random.Random(0)))
+    )
     caption = "a red circle and a blue square on the top and the same in green on the bottom"
     assert judge_image(render_layout(layout, W), caption) == (True, "ok")
     broken = replace(layout, panels=((replace(top[0], color="pink"), top[1]), layout.panels[1]))

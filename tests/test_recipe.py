@@ -1,4 +1,5 @@
 """`dalle train all --tiny`: the whole recipe end to end through the real command line, then the facade on it."""
+
 import json
 import os
 import shutil
@@ -10,16 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from dalle_core.checkpoint import latest_checkpoint, read_json, read_tensors
 from dalle_core import Dalle
+from dalle_core.checkpoint import latest_checkpoint, read_json, read_tensors
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 SHIPPED = Path(__file__).parents[1] / "assets" / "checkpoint"
 
 
 def dalle(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "dalle_core.cli", *args], env=ENV, capture_output=True, text=True,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "dalle_core.cli", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +38,22 @@ def tiny(tmp_path_factory):
 
 
 def test_train_all_tiny_writes_a_checkpoint(tiny):
-    for name in ["tokenizer.json", "text.json", "vae.json", "vae.safetensors", "transformer.json",
-                 "transformer.safetensors", "clip.json", "clip.safetensors"]:
+    for name in [
+        "tokenizer.json",
+        "text.json",
+        "vae.json",
+        "vae.safetensors",
+        "transformer.json",
+        "transformer.safetensors",
+        "clip.json",
+        "clip.safetensors",
+    ]:
         assert (tiny / name).exists(), name
     times = json.loads((tiny / "runs" / "times.json").read_text())
     assert set(times) == {"tokenizer", "vae", "tokens", "decoder", "transformer", "clip"}
-    assert "train clip" in (tiny / "runs" / "clip.log").read_text()  # with two threads it trained beside the VAE
+    assert (
+        "train clip" in (tiny / "runs" / "clip.log").read_text()
+    )  # with two threads it trained beside the VAE
     assert list((tiny / "runs" / "transformer").glob("samples-*.png"))
 
 
@@ -47,7 +64,14 @@ def test_the_facade_runs_on_it(tiny):
 
 def test_curves_of_a_run(tiny, tmp_path):
     out = tmp_path / "curves.png"
-    r = dalle("curves", str(tiny / "runs" / "transformer"), "--keys", "loss,val_image_loss", "--out", str(out))
+    r = dalle(
+        "curves",
+        str(tiny / "runs" / "transformer"),
+        "--keys",
+        "loss,val_image_loss",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 1000
     r = dalle("curves", str(tiny / "runs" / "transformer"), "--keys", "nonsense", "--out", str(out))
@@ -63,7 +87,9 @@ def test_a_failure_beside_is_reported(tiny, tmp_path):
     """When the scorer training beside the VAE fails, `train all` says so with the end of its log."""
     for name in ("tokenizer.json", "text.json"):
         (tmp_path / name).write_bytes((tiny / name).read_bytes())
-    shutil.copytree(tiny / "runs" / "clip", tmp_path / "runs" / "clip")  # a run there, and no --resume
+    shutil.copytree(
+        tiny / "runs" / "clip", tmp_path / "runs" / "clip"
+    )  # a run there, and no --resume
     r = dalle("train", "all", "--tiny", "--out", str(tmp_path), "--threads", "2", "--workers", "0")
     assert r.returncode == 1
     assert "error: the clip stage failed" in r.stderr and "pass --resume to continue it" in r.stderr
@@ -76,7 +102,11 @@ def _running(marker: str) -> list[int]:
     found = []
     for d in os.listdir("/proc"):
         try:
-            cmdline = open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace") if d.isdigit() else ""
+            cmdline = (
+                open(f"/proc/{d}/cmdline", "rb").read().decode(errors="replace")
+                if d.isdigit()
+                else ""
+            )
             if marker in cmdline and open(f"/proc/{d}/stat").read().rsplit(") ", 1)[1][0] != "Z":
                 found.append(int(d))
         except OSError:  # it ended while being looked at
@@ -89,20 +119,47 @@ def test_kill_minus_9_at_every_stage_then_resume(tmp_path):
     right after each file that marks progress appears, resumes with --resume each time and ends as one
     uninterrupted run would: every file verified by the manifest, each logged step once, a model that generates."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dalle_core.cli", "train", "all", "--tiny", "--out", str(out), "--threads", "2",
-           "--workers", "0"]
-    marks = ["tokenizer.json", "runs/vae/latest", "vae.safetensors", "runs/tokens.json", "runs/decoder/vae.safetensors",
-             "runs/transformer/latest", "transformer.safetensors"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dalle_core.cli",
+        "train",
+        "all",
+        "--tiny",
+        "--out",
+        str(out),
+        "--threads",
+        "2",
+        "--workers",
+        "0",
+    ]
+    marks = [
+        "tokenizer.json",
+        "runs/vae/latest",
+        "vae.safetensors",
+        "runs/tokens.json",
+        "runs/decoder/vae.safetensors",
+        "runs/transformer/latest",
+        "transformer.safetensors",
+    ]
     for i, mark in enumerate(marks):
-        proc = subprocess.Popen(cmd + (["--resume"] if i else []), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd + (["--resume"] if i else []),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 300
         while not (out / mark).exists():
-            assert proc.poll() is None and time.time() < deadline, f"the run ended before {mark} appeared"
+            assert proc.poll() is None and time.time() < deadline, (
+                f"the run ended before {mark} appeared"
+            )
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if mark == "runs/vae/latest":  # killed mid-training: nothing is overwritten without --resume
+        if (
+            mark == "runs/vae/latest"
+        ):  # killed mid-training: nothing is overwritten without --resume
             r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
             assert r.returncode != 0 and "--resume" in r.stderr
         deadline = time.time() + 10  # a stage training beside the killed process ends with it
@@ -112,11 +169,27 @@ def test_kill_minus_9_at_every_stage_then_resume(tmp_path):
     r = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest) == {"tokenizer.json", "text.json", "vae.json", "vae.safetensors", "transformer.json",
-                             "transformer.safetensors", "clip.json", "clip.safetensors"}
-    assert set(json.loads((out / "runs" / "times.json").read_text())) == {"tokenizer", "vae", "tokens", "decoder",
-                                                                          "transformer", "clip"}
-    assert (out / "vae.safetensors").read_bytes() == (out / "runs" / "decoder" / "vae.safetensors").read_bytes()
+    assert set(manifest) == {
+        "tokenizer.json",
+        "text.json",
+        "vae.json",
+        "vae.safetensors",
+        "transformer.json",
+        "transformer.safetensors",
+        "clip.json",
+        "clip.safetensors",
+    }
+    assert set(json.loads((out / "runs" / "times.json").read_text())) == {
+        "tokenizer",
+        "vae",
+        "tokens",
+        "decoder",
+        "transformer",
+        "clip",
+    }
+    assert (out / "vae.safetensors").read_bytes() == (
+        out / "runs" / "decoder" / "vae.safetensors"
+    ).read_bytes()
     for stage in ("vae", "transformer", "clip"):
         run = out / "runs" / stage
         assert not list(run.glob(".tmp-*"))
@@ -135,18 +208,33 @@ def test_resume_with_more_steps_extends_a_finished_stage(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(step 4)" in r.stdout + r.stderr
     assert read_json(latest_checkpoint(tmp_path / "runs" / "vae") / "state.json")["step"] == 8
-    assert (tmp_path / "vae.safetensors").read_bytes() != first  # the exported model is the extended one
+    assert (
+        tmp_path / "vae.safetensors"
+    ).read_bytes() != first  # the exported model is the extended one
 
 
 def test_init_starts_a_stage_from_existing_weights(tiny, tmp_path):
     """`--init DIR` fine-tunes: the tokenizer is DIR's, and the scorer starts from DIR's weights
     (at a learning rate of ~0 it ends where it started; a fresh scorer would not)."""
-    base = ["--tiny", "--out", str(tmp_path), "--threads", "1", "--workers", "0", "--init", str(tiny)]
+    base = [
+        "--tiny",
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+        "--init",
+        str(tiny),
+    ]
     assert dalle("train", "tokenizer", *base).returncode == 0
     assert (tmp_path / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
     r = dalle("train", "clip", *base, "--clip-steps", "2", "--lr", "1e-12")
     assert r.returncode == 0, r.stderr[-2000:]
-    start, end = read_tensors(tiny / "clip.safetensors"), read_tensors(tmp_path / "clip.safetensors")
+    start, end = (
+        read_tensors(tiny / "clip.safetensors"),
+        read_tensors(tmp_path / "clip.safetensors"),
+    )
     assert start.keys() == end.keys()
     assert max((start[k].float() - end[k].float()).abs().max().item() for k in start) < 1e-4
 
@@ -156,10 +244,26 @@ def test_init_with_weights_for_other_tokens_fails_clearly(tiny, tmp_path):
     for name in ("tokenizer.json", "text.json", "vae.json", "vae.safetensors"):
         (tmp_path / name).write_bytes((tiny / name).read_bytes())
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "tokens.safetensors").write_bytes((tiny / "runs" / "tokens.safetensors").read_bytes())
-    r = dalle("train", "transformer", "--tiny", "--out", str(tmp_path), "--threads", "1", "--init", str(SHIPPED))
+    (tmp_path / "runs" / "tokens.safetensors").write_bytes(
+        (tiny / "runs" / "tokens.safetensors").read_bytes()
+    )
+    r = dalle(
+        "train",
+        "transformer",
+        "--tiny",
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "1",
+        "--init",
+        str(SHIPPED),
+    )
     assert r.returncode != 0
-    assert "transformer.json" in r.stderr and "'image_vocab': 512" in r.stderr and "'image_vocab': 64" in r.stderr
+    assert (
+        "transformer.json" in r.stderr
+        and "'image_vocab': 512" in r.stderr
+        and "'image_vocab': 64" in r.stderr
+    )
     assert "Traceback" not in r.stderr
     r = dalle("train", "vae", "--paper", "--out", str(tmp_path / "paper"), "--init", str(SHIPPED))
     assert r.returncode != 0 and "vae.json is for 64 px images" in r.stderr and "256 px" in r.stderr
@@ -172,6 +276,7 @@ def test_fine_tune_everything_on_a_folder(tiny, tmp_path):
     from PIL import Image
 
     from dalle_core.world import sample
+
     folder = tmp_path / "pairs"
     folder.mkdir()
     for i in range(40):
@@ -179,8 +284,25 @@ def test_fine_tune_everything_on_a_folder(tiny, tmp_path):
         Image.fromarray(s.image).save(folder / f"{i}.png")
         (folder / f"{i}.txt").write_text(s.caption + "\n")
     out = tmp_path / "tuned"
-    r = dalle("train", "all", "--tiny", "--init", str(tiny), "--data", str(folder), "--out", str(out),
-              "--threads", "1", "--workers", "0")
+    r = dalle(
+        "train",
+        "all",
+        "--tiny",
+        "--init",
+        str(tiny),
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--workers",
+        "0",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "tokenizer.json").read_bytes() == (tiny / "tokenizer.json").read_bytes()
-    assert Dalle(out, device="cpu").generate("a red circle", n=1, candidates=2)[0].image.shape == (64, 64, 3)
+    assert Dalle(out, device="cpu").generate("a red circle", n=1, candidates=2)[0].image.shape == (
+        64,
+        64,
+        3,
+    )

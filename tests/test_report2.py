@@ -1,4 +1,5 @@
 """`dalle eval`'s second-edition categories: their trials, the completion protocol, and a run on the shipped model."""
+
 import json
 
 import numpy as np
@@ -14,10 +15,23 @@ from dalle_core.world import HELD_OUT, parse_caption
 
 def test_categories_and_where_they_apply():
     assert ALL_CATEGORIES == (*CATEGORIES, "completion", *CATEGORIES2)
-    assert set(CATEGORIES2) == {"orientation", "translation_same", "translation_color", "translation_shape",
-                                "translation_size", "translation_mirrored", "translation_upside_down",
-                                "translation_prompt", "analogy", "matrix", "phrasing", "novel"}
-    assert [c for c in CATEGORIES2 if not_applicable(c, 64, 8)] == ["matrix"]  # the shipped v1 model
+    assert set(CATEGORIES2) == {
+        "orientation",
+        "translation_same",
+        "translation_color",
+        "translation_shape",
+        "translation_size",
+        "translation_mirrored",
+        "translation_upside_down",
+        "translation_prompt",
+        "analogy",
+        "matrix",
+        "phrasing",
+        "novel",
+    }
+    assert [c for c in CATEGORIES2 if not_applicable(c, 64, 8)] == [
+        "matrix"
+    ]  # the shipped v1 model
     assert not any(not_applicable(c, 96, 12) for c in CATEGORIES2)  # the chosen v2 geometry
     assert CHANCE == {"analogy": 1 / 80, "matrix": 1 / 80}
 
@@ -28,7 +42,9 @@ def test_cases_are_fixed_by_the_seed_and_their_given_parts_are_the_answer(catego
         c = case(category, i, 0, 96, 12)
         again = case(category, i, 0, 96, 12)
         assert (c.prompt, c.judged, c.region) == (again.prompt, again.judged, again.region)
-        meaning = parse_caption(c.judged) if category in ("orientation", "phrasing", "novel") else None
+        meaning = (
+            parse_caption(c.judged) if category in ("orientation", "phrasing", "novel") else None
+        )
         if category == "novel":
             assert {(g.color, g.shape) for g in meaning.groups} & HELD_OUT
         elif meaning:
@@ -43,13 +59,17 @@ def test_cases_are_fixed_by_the_seed_and_their_given_parts_are_the_answer(catego
         # the world's own render is the right answer; with the completed part blank it is wrong
         assert judge_image(c.given, c.judged) == (True, "ok")
         blank = c.given.copy()
-        blank[c.region[0] * 8:, c.region[1] * 8:] = c.given[0, 0]
+        blank[c.region[0] * 8 :, c.region[1] * 8 :] = c.given[0, 0]
         assert not judge_image(blank, c.judged)[0]
 
 
 def test_cases_at_the_shipped_models_size():
     c = case("analogy", 0, 0, 64, 8)
-    assert c.given.shape == (64, 64, 3) and c.region == (4, 4) and judge_image(c.given, c.judged) == (True, "ok")
+    assert (
+        c.given.shape == (64, 64, 3)
+        and c.region == (4, 4)
+        and judge_image(c.given, c.judged) == (True, "ok")
+    )
     c = case("translation_upside_down", 3, 0, 64, 8)
     assert c.region == (4, 0) and judge_image(c.given, c.judged) == (True, "ok")
 
@@ -60,14 +80,23 @@ def test_eval_runs_the_new_categories_on_the_shipped_model(demo_model, tmp_path)
     report = evaluate(demo_model, per_category=2, candidates=2, seed=0, categories=cats)
     rows = report["results"]
     assert list(rows) == cats and report["overall"]["best_of_1"] is None
-    assert rows["matrix"] == {"best_of_1": None, "best_of_2": None,
-                              "not_applicable": "the matrix's panels do not fall on the model's 8x8 token grid"}
-    assert rows["analogy"]["chance"] == 1 / 80 and {"analogy", "visual"} <= set(rows["analogy"]["unknown_words"])
-    assert all(0 <= rows[c][k] <= 1 for c in cats if c != "matrix" for k in ("best_of_1", "best_of_2"))
+    assert rows["matrix"] == {
+        "best_of_1": None,
+        "best_of_2": None,
+        "not_applicable": "the matrix's panels do not fall on the model's 8x8 token grid",
+    }
+    assert rows["analogy"]["chance"] == 1 / 80 and {"analogy", "visual"} <= set(
+        rows["analogy"]["unknown_words"]
+    )
+    assert all(
+        0 <= rows[c][k] <= 1 for c in cats if c != "matrix" for k in ("best_of_1", "best_of_2")
+    )
     write_report(report, tmp_path)
     text = (tmp_path / "eval.md").read_text()
     assert "| matrix | - | - | - |" in text and "not applicable" in text and "| analogy |" in text
-    assert json.loads((tmp_path / "eval.json").read_text())["results"]["matrix"]["best_of_1"] is None
+    assert (
+        json.loads((tmp_path / "eval.json").read_text())["results"]["matrix"]["best_of_1"] is None
+    )
     assert Image.open(tmp_path / "categories.png").size[1] > 100
 
 

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_ruff_finds_nothing():
@@ -33,8 +35,10 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_the_readme_layout_names_every_module():
     readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
+    layout = readme[readme.index("## Layout") :]
     layout = layout[: layout.index("```", layout.index("```") + 3)]
     named = {word for line in layout.splitlines() for word in line.split() if word.endswith(".py")}
     modules = {p.name for p in (ROOT / "dalle_core").glob("*.py")}
-    assert named == modules, f"in the README only: {named - modules}; in dalle_core only: {modules - named}"
+    assert named == modules, (
+        f"in the README only: {named - modules}; in dalle_core only: {modules - named}"
+    )

@@ -4,6 +4,7 @@ evaluation (40 prompts) stays above a floor, so a regression anywhere in the sta
 The floor sits well below what the shipped model measured (see assets/MODEL_CARD.md): it catches
 breakage, not noise.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -15,10 +16,24 @@ from dalle_core.judge import judge_image
 from dalle_core.report import evaluate
 from dalle_core.train_vae import faithfulness
 
-CATEGORIES = ["single_object", "colors", "counting", "two_object", "position", "color_attr",
-              "binding_2", "size", "background", "completion"]
-FLOOR = 0.60  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.90
-DVAE_FLOOR = 0.90  # share of 200 held-out scenes the evaluator reads the same after a dVAE round trip
+CATEGORIES = [
+    "single_object",
+    "colors",
+    "counting",
+    "two_object",
+    "position",
+    "color_attr",
+    "binding_2",
+    "size",
+    "background",
+    "completion",
+]
+FLOOR = (
+    0.60  # mean pass rate over the 40 prompts, best-of-4 reranked; the shipped model measured 0.90
+)
+DVAE_FLOOR = (
+    0.90  # share of 200 held-out scenes the evaluator reads the same after a dVAE round trip
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +47,9 @@ def test_shipped_files_fit_the_budget():
     names = {f.name for f in files}
     for part in ("tokenizer.json", "text.json", "vae", "transformer", "clip"):
         assert part in names or {f"{part}.safetensors", f"{part}.json"} <= names, part
-    assert not any(f.suffix in (".pt", ".pth", ".bin", ".pkl") for f in files), "weights ship as safetensors only"
+    assert not any(f.suffix in (".pt", ".pth", ".bin", ".pkl") for f in files), (
+        "weights ship as safetensors only"
+    )
     assert sum(f.stat().st_size for f in files) <= 60 * 2**20
 
 
@@ -50,7 +67,9 @@ def test_small_evaluation_stays_above_the_floor(shipped):
 
 def test_shipped_dvae_reconstructions_read_as_the_originals(shipped):
     """The tokenizer's quality bar, on 200 of the model card's 1000 test scenes (held-out seeds 512 on)."""
-    x = validation_batch(ShapesWorld(shipped.image_size), 712)[0][512:].float() / 255  # (200, 3, S, S)
+    x = (
+        validation_batch(ShapesWorld(shipped.image_size), 712)[0][512:].float() / 255
+    )  # (200, 3, S, S)
     with torch.no_grad():
         recon = shipped.vae.decode(shipped.vae.encode(x))
     assert faithfulness(to_uint8(x), to_uint8(recon)) >= DVAE_FLOOR

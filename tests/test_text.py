@@ -1,4 +1,5 @@
 """The text tokenizer: fixed length, truncation that is reported, any Unicode, unknown words."""
+
 import warnings
 
 import pytest
@@ -24,7 +25,9 @@ def test_fixed_length_with_bos_eos_pad(tok):
 
 def test_lower_cases_and_normalises(tok):
     assert torch.equal(tok.encode("A RED   Circle")[0], tok.encode("a red circle")[0])
-    assert torch.equal(tok.encode("ａ red circle")[0], tok.encode("a red circle")[0])  # full-width a (NFKC)
+    assert torch.equal(
+        tok.encode("ａ red circle")[0], tok.encode("a red circle")[0]
+    )  # full-width a (NFKC)
 
 
 def test_world_captions_fit_without_truncation(tok):
@@ -50,7 +53,12 @@ def test_any_unicode_encodes(tok, text):
 
 def test_unknown_words(tok):
     assert tok.unknown_words("a red circle") == []
-    assert tok.unknown_words("a Red CAT next to a dog, a cat 🐱") == ["cat", "next", "dog", "🐱"]  # "to" is known: "to the left of"
+    assert tok.unknown_words("a Red CAT next to a dog, a cat 🐱") == [
+        "cat",
+        "next",
+        "dog",
+        "🐱",
+    ]  # "to" is known: "to the left of"
 
 
 def test_save_load_round_trip(tok, tmp_path):

@@ -1,4 +1,5 @@
 """Training the transformer on precomputed tokens: the token cache and a falling loss."""
+
 import json
 import random
 
@@ -7,7 +8,6 @@ import torch
 from PIL import Image
 
 from dalle_core.checkpoint import CheckpointError
-
 from dalle_core.data import ImageFolder, ShapesWorld
 from dalle_core.text import TextTokenizer
 from dalle_core.train_transformer import (
@@ -25,20 +25,51 @@ def test_token_cache_and_training(tmp_path):
     source = ShapesWorld(32)
     tok = TextTokenizer.train(source.captions(500), length=26)
     vae = DiscreteVAE(VAEConfig(image_size=32, f=8, codebook=16, widths=(8, 8, 8, 8))).eval()
-    path = precompute_tokens(tmp_path / "tokens.safetensors", source, vae, tok, n=300, chunk=128, val=16, bf16=False)
+    path = precompute_tokens(
+        tmp_path / "tokens.safetensors", source, vae, tok, n=300, chunk=128, val=16, bf16=False
+    )
     stamp = path.stat().st_mtime_ns
-    assert precompute_tokens(path, source, vae, tok, n=300, chunk=128, val=16, bf16=False).stat().st_mtime_ns == stamp
+    assert (
+        precompute_tokens(path, source, vae, tok, n=300, chunk=128, val=16, bf16=False)
+        .stat()
+        .st_mtime_ns
+        == stamp
+    )
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["n"] == 300
 
-    config = TransformerConfig(text_vocab=tok.vocab_size, text_len=26, pad_id=tok.pad_id, image_vocab=16, grid=4,
-                               n_layer=2, n_head=2, n_embd=32)
+    config = TransformerConfig(
+        text_vocab=tok.vocab_size,
+        text_len=26,
+        pad_id=tok.pad_id,
+        image_vocab=16,
+        grid=4,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+    )
     model = DalleTransformer(config)
-    args = TrainArgs(out=str(tmp_path / "run"), steps=120, batch_size=16, lr=3e-3, warmup=5, val_every=120,
-                     ckpt_every=120, log_every=1, bf16=False, workers=0)
-    task = TransformerTask(model, path, vae, tok, args, TransformerRecipe(val_samples=8), judge=False)
+    args = TrainArgs(
+        out=str(tmp_path / "run"),
+        steps=120,
+        batch_size=16,
+        lr=3e-3,
+        warmup=5,
+        val_every=120,
+        ckpt_every=120,
+        log_every=1,
+        bf16=False,
+        workers=0,
+    )
+    task = TransformerTask(
+        model, path, vae, tok, args, TransformerRecipe(val_samples=8), judge=False
+    )
     metrics = train(task, args)
-    losses = [json.loads(line)["loss"] for line in open(tmp_path / "run" / "log.jsonl") if '"loss"' in line]
+    losses = [
+        json.loads(line)["loss"]
+        for line in open(tmp_path / "run" / "log.jsonl")
+        if '"loss"' in line
+    ]
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:5]) / 5
     assert "val_image_loss" in metrics and (tmp_path / "run" / "transformer.safetensors").exists()
     assert (tmp_path / "run" / "samples-0000120.png").exists()
@@ -53,7 +84,11 @@ def _cache_inputs(tmp_path):
 
 
 def _cache(path, source, vae, tok):
-    return precompute_tokens(path, source, vae, tok, n=64, chunk=64, val=8, bf16=False).stat().st_mtime_ns
+    return (
+        precompute_tokens(path, source, vae, tok, n=64, chunk=64, val=8, bf16=False)
+        .stat()
+        .st_mtime_ns
+    )
 
 
 def test_a_stale_token_cache_is_rebuilt_when_its_tokenizer_vae_or_data_change(tmp_path):
@@ -62,7 +97,9 @@ def test_a_stale_token_cache_is_rebuilt_when_its_tokenizer_vae_or_data_change(tm
     stamp = _cache(path, source, vae, tok)
     assert _cache(path, source, vae, tok) == stamp  # nothing changed: reused
 
-    other_tok = TextTokenizer.train(source.captions(300), length=20)  # another text length, other ids
+    other_tok = TextTokenizer.train(
+        source.captions(300), length=20
+    )  # another text length, other ids
     assert other_tok.fingerprint != tok.fingerprint
     stamp, before = _cache(path, source, vae, other_tok), stamp
     assert stamp != before
@@ -89,10 +126,34 @@ def test_the_transformer_refuses_a_token_cache_of_another_vae_or_tokenizer(tmp_p
     source, tok, vae = _cache_inputs(tmp_path)
     path = tmp_path / "tokens.safetensors"
     _cache(path, source, vae, tok)
-    config = TransformerConfig(text_vocab=tok.vocab_size, text_len=26, pad_id=tok.pad_id, image_vocab=16, grid=4,
-                               n_layer=1, n_head=2, n_embd=16)
+    config = TransformerConfig(
+        text_vocab=tok.vocab_size,
+        text_len=26,
+        pad_id=tok.pad_id,
+        image_vocab=16,
+        grid=4,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+    )
     args = TrainArgs(out=str(tmp_path / "run"), steps=2, batch_size=4, bf16=False, workers=0)
-    TransformerTask(DalleTransformer(config), path, vae, tok, args, TransformerRecipe(val_samples=2), judge=False)
+    TransformerTask(
+        DalleTransformer(config),
+        path,
+        vae,
+        tok,
+        args,
+        TransformerRecipe(val_samples=2),
+        judge=False,
+    )
     other = DiscreteVAE(VAEConfig(image_size=32, f=8, codebook=16, widths=(8, 8, 8, 8))).eval()
     with pytest.raises(CheckpointError, match="token cache .* another VAE or tokenizer"):
-        TransformerTask(DalleTransformer(config), path, other, tok, args, TransformerRecipe(val_samples=2), judge=False)
+        TransformerTask(
+            DalleTransformer(config),
+            path,
+            other,
+            tok,
+            args,
+            TransformerRecipe(val_samples=2),
+            judge=False,
+        )

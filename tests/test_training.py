@@ -1,4 +1,5 @@
 """The shared training loop's choices that depend on the machine."""
+
 from pathlib import Path
 
 from dalle_core.device import bf16_supported
@@ -10,5 +11,7 @@ def test_bf16_only_where_the_cpu_computes_it():
     flags = cpuinfo.read_text() if cpuinfo.exists() else ""
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert bf16_supported("cpu") is native
-    assert TrainArgs(out="run", device="cpu").bf16 is native  # None resolves to the hardware's answer
+    assert (
+        TrainArgs(out="run", device="cpu").bf16 is native
+    )  # None resolves to the hardware's answer
     assert TrainArgs(out="run", device="cpu", bf16=True).bf16 is True  # an explicit choice stays

@@ -22,7 +22,9 @@ T, G, N = 6, 4, 16  # text_len, grid, image tokens
 TEXT_VOCAB, IMAGE_VOCAB, PAD = 30, 24, 0
 
 
-def make_model(attn_masks: tuple[str, ...] = ("causal", "conv"), seed: int = 0, scale: float = 1.0) -> DalleTransformer:
+def make_model(
+    attn_masks: tuple[str, ...] = ("causal", "conv"), seed: int = 0, scale: float = 1.0
+) -> DalleTransformer:
     """A random model; scale > 1 multiplies all but the LayerNorm weights, making it more opinionated."""
     config = TransformerConfig(
         text_vocab=TEXT_VOCAB, text_len=T, pad_id=PAD, image_vocab=IMAGE_VOCAB, grid=G,
@@ -64,7 +66,9 @@ def brute_force_mask(kind: str, text_len: int, grid: int, kernel: int) -> torch.
     return mask
 
 
-def greedy_reference(model: DalleTransformer, text: torch.Tensor, image: torch.Tensor, cells, guidance: float = 1.0):
+def greedy_reference(
+    model: DalleTransformer, text: torch.Tensor, image: torch.Tensor, cells, guidance: float = 1.0
+):
     """Greedily fills the given cells in raster order by recomputing full forward passes."""
     image = image.clone()
     for j in cells:
@@ -81,13 +85,17 @@ def test_stream_layout_and_embeddings():
     model = make_model()
     text, image = random_inputs(1)
     ids = model.stream_ids(text, image)[0]
-    assert ids[T] == model.config.image_bos == IMAGE_VOCAB and torch.equal(ids[T + 1 :], image[0, :-1])
+    assert ids[T] == model.config.image_bos == IMAGE_VOCAB and torch.equal(
+        ids[T + 1 :], image[0, :-1]
+    )
     w = {name: p.detach() for name, p in model.named_parameters()}
     with torch.no_grad():
         x = model.embed(ids[None], 0)[0]  # (L, C)
         torch.testing.assert_close(model.embed(ids[None, 3:], 3)[0], x[3:])
     for t in range(T):
-        token = TEXT_VOCAB + t if ids[t] == PAD else ids[t]  # one learned padding vector per position
+        token = (
+            TEXT_VOCAB + t if ids[t] == PAD else ids[t]
+        )  # one learned padding vector per position
         torch.testing.assert_close(x[t], w["text_emb.weight"][token] + w["text_pos.weight"][t])
     for j in range(N):  # position T+j: BOS or token j-1, at the cell of token j
         cell = w["row_emb.weight"][j // G] + w["col_emb.weight"][j % G]
@@ -98,7 +106,9 @@ def test_stream_layout_and_embeddings():
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_masks_match_brute_force(kind, kernel):
     for text_len, grid in [(3, 4), (1, 5)]:
-        assert torch.equal(build_mask(kind, text_len, grid, kernel), brute_force_mask(kind, text_len, grid, kernel))
+        assert torch.equal(
+            build_mask(kind, text_len, grid, kernel), brute_force_mask(kind, text_len, grid, kernel)
+        )
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
@@ -108,7 +118,9 @@ def test_receptive_field_of_one_layer_is_its_mask(kind):
     text, image = random_inputs(1)
     ids = model.stream_ids(text, image).repeat(L + 1, 1)  # row q+1 changes input q
     for q in range(L):
-        ids[q + 1, q] = (ids[q + 1, q] + 1) % (IMAGE_VOCAB + 1 if q >= T else TEXT_VOCAB)  # BOS becomes 0
+        ids[q + 1, q] = (ids[q + 1, q] + 1) % (
+            IMAGE_VOCAB + 1 if q >= T else TEXT_VOCAB
+        )  # BOS becomes 0
     with torch.no_grad():
         h = model.forward_stream(ids)  # (L+1, L, C)
     changed = (h[1:] - h[0]).abs().amax(-1).T > 1e-6  # (query, key)
@@ -128,8 +140,12 @@ def test_cached_logits_equal_full_recompute(kind):
             chunks = zip(bounds, bounds[1:], strict=False)
             cached = torch.cat([model.forward_stream(ids[:, a:b], a, cache) for a, b in chunks], 1)
             torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
-            torch.testing.assert_close(model.image_head(cached[:, T:]), logits_image, atol=1e-5, rtol=0)
-            torch.testing.assert_close(model.text_head(cached[:, : T - 1]), logits_text, atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                model.image_head(cached[:, T:]), logits_image, atol=1e-5, rtol=0
+            )
+            torch.testing.assert_close(
+                model.text_head(cached[:, : T - 1]), logits_text, atol=1e-5, rtol=0
+            )
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
@@ -163,7 +179,9 @@ def test_later_tokens_never_change_earlier_logits(kind):
             other = image.clone()
             other[:, j] = (other[:, j] + 1) % IMAGE_VOCAB
             _, logits = model(text, other)
-            assert torch.equal(logits[:, : j + 1], base_image[:, : j + 1])  # token j is fed at T+j+1
+            assert torch.equal(
+                logits[:, : j + 1], base_image[:, : j + 1]
+            )  # token j is fed at T+j+1
             assert not torch.allclose(logits, base_image)
         other = text.clone()
         other[:, 2] = 7
@@ -182,7 +200,9 @@ def test_loss_weights_and_all_pad_text():
     torch.testing.assert_close(text_loss, expected_text)
     torch.testing.assert_close(total, text_loss / 8 + 7 * image_loss / 8)
     total.backward()
-    assert model.text_emb.weight.grad[TEXT_VOCAB + T - 1].abs().sum() > 0  # the last position's pad embedding
+    assert (
+        model.text_emb.weight.grad[TEXT_VOCAB + T - 1].abs().sum() > 0
+    )  # the last position's pad embedding
 
     total, text_loss, image_loss = model.loss(torch.full_like(text, PAD), image)
     assert text_loss.item() == 0.0 and torch.isfinite(image_loss) and torch.isfinite(total)
@@ -208,7 +228,9 @@ def test_same_seed_same_tokens():
     assert first.shape == (4, G, G) and first.min() >= 0 and first.max() < IMAGE_VOCAB
 
 
-@pytest.mark.parametrize("params", [SamplingParams(top_k=1, seed=3), SamplingParams(top_p=1e-6, temperature=3)])
+@pytest.mark.parametrize(
+    "params", [SamplingParams(top_k=1, seed=3), SamplingParams(top_p=1e-6, temperature=3)]
+)
 def test_greedy_equals_argmax_of_full_recompute(params):
     model = make_model(("row", "conv"))
     text, image = random_inputs(2)
@@ -227,7 +249,11 @@ def test_guidance(monkeypatch):
         return DecodeStep.__call__(step, ids, *args)
 
     with monkeypatch.context() as patch:
-        patch.setattr(sampling, "DecodeStep", type("RecordingStep", (DecodeStep,), {"__call__": recording_step}))
+        patch.setattr(
+            sampling,
+            "DecodeStep",
+            type("RecordingStep", (DecodeStep,), {"__call__": recording_step}),
+        )
         generate(model, text, 3, SamplingParams(guidance=1.0))
         assert max(batch_sizes) == 3  # scale 1 runs no unconditional rows
         generate(model, text, 3, SamplingParams(guidance=1.01))
@@ -235,7 +261,9 @@ def test_guidance(monkeypatch):
     unguided = greedy_reference(model, text, image, range(N))
     for scale in [1.5, 3.0]:
         greedy = greedy_reference(model, text, image, range(N), guidance=scale)
-        assert torch.equal(generate(model, text, 1, SamplingParams(top_k=1, guidance=scale)), greedy)
+        assert torch.equal(
+            generate(model, text, 1, SamplingParams(top_k=1, guidance=scale)), greedy
+        )
         assert not torch.equal(greedy, unguided)
 
 
@@ -245,13 +273,17 @@ def test_completion_resamples_only_the_rectangle():
     r, c = 1, 2
     inside = torch.zeros(G, G, dtype=torch.bool)
     inside[r:, c:] = True
-    out = generate(model, text, 5, SamplingParams(temperature=2.0, seed=1), image=image, region=(r, c))
+    out = generate(
+        model, text, 5, SamplingParams(temperature=2.0, seed=1), image=image, region=(r, c)
+    )
     assert torch.equal(out[:, ~inside], image.view(G, G)[~inside].expand(5, -1))
     assert (out[:, inside] != image.view(G, G)[inside]).any()
 
     cells = inside.flatten().nonzero().flatten().tolist()
     expected = greedy_reference(model, text, image, cells)
-    greedy = generate(model, text, 1, SamplingParams(top_k=1), image=image.view(1, G, G), region=(r, c))
+    greedy = generate(
+        model, text, 1, SamplingParams(top_k=1), image=image.view(1, G, G), region=(r, c)
+    )
     assert torch.equal(greedy, expected)
 
 
@@ -273,7 +305,9 @@ def test_stream_fills_rows_progressively_and_ends_with_generate():
     grids = list(stream(model, text[0], 2, params, image=image[0], region=(2, 1)))
     assert len(grids) == G - 2
     assert (grids[0][:, 3, 1:] == -1).all() and (grids[0][:, 3, :1] >= 0).all()
-    assert torch.equal(grids[-1], generate(model, text[0], 2, params, image=image[0], region=(2, 1)))
+    assert torch.equal(
+        grids[-1], generate(model, text[0], 2, params, image=image[0], region=(2, 1))
+    )
 
 
 def test_bfloat16_autocast():

@@ -1,4 +1,5 @@
 """The discrete VAE: shapes, the relaxation, determinism, training, exact resume, clear load errors."""
+
 import json
 from dataclasses import replace
 
@@ -20,7 +21,12 @@ def test_shapes_round_trip():
     tokens = m.encode(x)
     assert tokens.shape == (3, 64) and tokens.dtype == torch.long and int(tokens.max()) < 32
     assert m.decode(tokens).shape == (3, 3, 32, 32)
-    assert m.decode(tokens.view(3, 8, 8)[:, :2]).shape == (3, 3, 8, 32)  # the top 2 rows of the grid only
+    assert m.decode(tokens.view(3, 8, 8)[:, :2]).shape == (
+        3,
+        3,
+        8,
+        32,
+    )  # the top 2 rows of the grid only
     recon, logits = m(x, tau=1.0)
     assert recon.shape == x.shape and logits.shape == (3, 32, 8, 8)
 
@@ -56,8 +62,12 @@ def test_edge_mask_marks_colour_boundaries_only():
     x[:, 0, 4:10, 4:10] = 1.0  # a red 6 x 6 square on black
     m = edge_mask(x)[0, 0]
     assert m.shape == (16, 16)
-    assert m[3:11, 3:11].sum() == 8 * 8 - 4 * 4  # the rings just outside and just inside the square's edge
-    assert m[5:9, 5:9].sum() == 0 and m[:2].sum() == 0  # neither the interior nor the far background
+    assert (
+        m[3:11, 3:11].sum() == 8 * 8 - 4 * 4
+    )  # the rings just outside and just inside the square's edge
+    assert (
+        m[5:9, 5:9].sum() == 0 and m[:2].sum() == 0
+    )  # neither the interior nor the far background
 
 
 def test_config_checks():
@@ -68,8 +78,19 @@ def test_config_checks():
 
 
 def _args(out, **kw):
-    return TrainArgs(out=str(out), steps=kw.pop("steps", 4), batch_size=8, lr=3e-3, warmup=1, workers=0,
-                     val_every=100, ckpt_every=kw.pop("ckpt_every", 100), log_every=1, bf16=False, **kw)
+    return TrainArgs(
+        out=str(out),
+        steps=kw.pop("steps", 4),
+        batch_size=8,
+        lr=3e-3,
+        warmup=1,
+        workers=0,
+        val_every=100,
+        ckpt_every=kw.pop("ckpt_every", 100),
+        log_every=1,
+        bf16=False,
+        **kw,
+    )
 
 
 def _task(args, seed=0, recipe=VAERecipe(val_images=8)):
@@ -85,15 +106,29 @@ def _losses(out):
 def test_temperature_schedule(tmp_path, anneal):
     """tau falls from tau_start to tau_end by `tau_anneal` of the run, then stays; the KL weight warms up."""
     args = _args(tmp_path, steps=1000)
-    task = VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8, tau_anneal=anneal), faithful=False)
+    task = VAETask(
+        DiscreteVAE(TINY),
+        ShapesWorld(32),
+        args,
+        VAERecipe(val_images=8, tau_anneal=anneal),
+        faithful=False,
+    )
     taus = [task.schedule(step)[0] for step in range(0, 1001, 50)]
     assert taus[0] == pytest.approx(1.0) and all(a >= b for a, b in zip(taus, taus[1:]))
     end = int(anneal * 1000)
-    assert task.schedule(end)[0] == pytest.approx(1 / 16) and task.schedule(1000)[0] == pytest.approx(1 / 16)
+    assert task.schedule(end)[0] == pytest.approx(1 / 16) and task.schedule(1000)[
+        0
+    ] == pytest.approx(1 / 16)
     if anneal < 1:
-        assert task.schedule(end // 2)[0] < VAETask(DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8),
-                                                    faithful=False).schedule(end // 2)[0]
-    assert task.schedule(0)[1] == 0 and task.schedule(1000)[1] == pytest.approx(VAERecipe().kl_weight)
+        assert (
+            task.schedule(end // 2)[0]
+            < VAETask(
+                DiscreteVAE(TINY), ShapesWorld(32), args, VAERecipe(val_images=8), faithful=False
+            ).schedule(end // 2)[0]
+        )
+    assert task.schedule(0)[1] == 0 and task.schedule(1000)[1] == pytest.approx(
+        VAERecipe().kl_weight
+    )
 
 
 def test_tiny_training_lowers_the_loss(tmp_path):
@@ -101,7 +136,9 @@ def test_tiny_training_lowers_the_loss(tmp_path):
     train(_task(args), args)
     losses = _losses(tmp_path / "run")
     assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:5]) / 5
-    assert (tmp_path / "run" / "vae.safetensors").exists() and list((tmp_path / "run").glob("recon-*.png"))
+    assert (tmp_path / "run" / "vae.safetensors").exists() and list(
+        (tmp_path / "run").glob("recon-*.png")
+    )
 
 
 def test_decoder_only_phase_trains_the_decoder_alone_and_logs_its_loss_only(tmp_path):
@@ -123,11 +160,15 @@ def test_resume_continues_exactly(tmp_path):
     train(_task(straight, recipe=recipe), straight)
     interrupted = _args(tmp_path / "b", steps=4, ckpt_every=2)
     train(_task(interrupted, recipe=recipe), interrupted)
-    (tmp_path / "b" / "latest").write_text("step-0000002")  # as if killed after logging step 4, before its checkpoint
+    (tmp_path / "b" / "latest").write_text(
+        "step-0000002"
+    )  # as if killed after logging step 4, before its checkpoint
     with open(tmp_path / "b" / "log.jsonl", "a") as log:
         log.write('{"step": 4, "loss": 0.')  # ... and while writing a row
     resumed = _args(tmp_path / "b", steps=4, ckpt_every=2, resume=True)
-    train(_task(resumed, seed=99, recipe=recipe), resumed)  # a different init: everything must come from the checkpoint
+    train(
+        _task(resumed, seed=99, recipe=recipe), resumed
+    )  # a different init: everything must come from the checkpoint
     # the log reads as one run's: steps 3 and 4 once each, from the resumed run
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
 
@@ -137,10 +178,18 @@ def test_resume_with_another_config_names_both(tmp_path):
     args = _args(tmp_path / "run", steps=2, ckpt_every=1)
     train(_task(args), args)
     resumed = _args(tmp_path / "run", steps=4, ckpt_every=1, resume=True)
-    task = VAETask(DiscreteVAE(replace(TINY, code_dim=8)), ShapesWorld(32), resumed, VAERecipe(val_images=8),
-                   faithful=False)
-    with pytest.raises(CheckpointError, match=r"step-0000002/vae.json was saved by a DiscreteVAE with \{'code_dim': 0\}, "
-                                              r"but this run builds one with \{'code_dim': 8\}"):
+    task = VAETask(
+        DiscreteVAE(replace(TINY, code_dim=8)),
+        ShapesWorld(32),
+        resumed,
+        VAERecipe(val_images=8),
+        faithful=False,
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"step-0000002/vae.json was saved by a DiscreteVAE with \{'code_dim': 0\}, "
+        r"but this run builds one with \{'code_dim': 8\}",
+    ):
         train(task, resumed)
 
 

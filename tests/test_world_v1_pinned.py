@@ -4,6 +4,7 @@ evaluation prompts, computed on the code before the second edition (commit b23ea
 The parse and judge digests run on degraded renders (noise and blur, as a model's images are), so a
 change in the evaluator's arithmetic anywhere shows, not only on clean renders.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,7 +45,11 @@ def _degraded(image: np.ndarray, seed: int) -> np.ndarray:
 
 def _fields(e: world.Expectation) -> tuple:
     """An expectation as the v1 fields (the dataclasses' reprs may grow fields in later editions)."""
-    return [(g.shape, g.count, g.color, g.size, g.where, g.article) for g in e.groups], e.relation, e.background
+    return (
+        [(g.shape, g.count, g.color, g.size, g.where, g.article) for g in e.groups],
+        e.relation,
+        e.background,
+    )
 
 
 def _objects(scene: world.Scene) -> tuple:
@@ -63,14 +68,28 @@ def v1_digests() -> dict[str, str]:
         "samples_96": _digest(p for s in s96 for p in (s.image.tobytes(), s.caption)),
         "captions": _digest(_fields(world.parse_caption(s.caption)) for s in s64),
         "parse": _digest(_objects(parse(im)) for im in degraded),
-        "judge": _digest(judge_image(im, c) for i, im in enumerate(degraded)
-                         for c in (s64[i].caption, s64[i + 1].caption)),
+        "judge": _digest(
+            judge_image(im, c)
+            for i, im in enumerate(degraded)
+            for c in (s64[i].caption, s64[i + 1].caption)
+        ),
         "prompts": _digest((c, report.prompts(c, 40, 0)) for c in v1),
-        "completion": _digest(p for i, c in enumerate(completion)
-                              for p in (c, world.render(world.scene_for(c, seed=i)).tobytes())),
-        "negatives": _digest(p for i, s in enumerate(s64[:100]) for p in (
-            hard_negatives(s.caption, s.scene, random.Random(i)),
-            sorted((k, _objects(v)) for k, v in negative_scenes(s.caption, s.scene, random.Random(i)).items()))),
+        "completion": _digest(
+            p
+            for i, c in enumerate(completion)
+            for p in (c, world.render(world.scene_for(c, seed=i)).tobytes())
+        ),
+        "negatives": _digest(
+            p
+            for i, s in enumerate(s64[:100])
+            for p in (
+                hard_negatives(s.caption, s.scene, random.Random(i)),
+                sorted(
+                    (k, _objects(v))
+                    for k, v in negative_scenes(s.caption, s.scene, random.Random(i)).items()
+                ),
+            )
+        ),
     }
 
 
