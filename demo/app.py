@@ -113,7 +113,10 @@ ABOUT = """
 2. a **transformer** reads the prompt's tokens, then writes the image's tokens one at a time, left to
    right and top to bottom, like a language model writing a sentence;
 3. a **CLIP-style scorer**, trained to tell matching image-caption pairs from mismatched ones, ranks the
-   sampled candidates: the best come first, captioned with their score.
+   sampled candidates: the best come first, captioned with their score (which only orders them).
+
+Each result is then checked by the shapes world's judge, which reads the shapes, colours, sizes and positions
+off the pixels: ✓ when they are what the prompt names, ✗ when not.
 
 **Settings.** More *candidates* give the scorer more to choose from (and take longer). *Temperature*,
 *top-k* and *top-p* make sampling bolder or safer; *guidance* (classifier-free) pushes the images
@@ -124,8 +127,8 @@ rest. Because it writes in reading order, the rectangle must reach the bottom-ri
 area is grown to the smallest such rectangle of whole {cell}x{cell} px cells.
 
 The model only knows the shapes world's words (colours, shapes, sizes, counts, positions, backgrounds);
-words it never saw are pointed out and have no effect. The same server answers OpenAI's Images API
-under `/v1` (see `demo/README.md`).
+words it never saw have no effect, and are pointed out under the prompt with the words it knows. The same
+server answers OpenAI's Images API under `/v1` (see `demo/README.md`).
 """
 
 
