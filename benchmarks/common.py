@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,14 +25,89 @@ def median_seconds(
 ) -> float:
     """Median time of fn() over `repeat` runs after `warmup` runs: wall time, or another `clock` (such as
     `time.process_time`, the process's CPU time, which other work on a shared machine disturbs less)."""
+    return interleaved_medians({"fn": fn}, repeat, warmup, clock)["fn"]
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]],
+    repeat: int = 5,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median time (by `clock`) of each fn() over `repeat` rounds, each round running every fn once in turn
+    (after `warmup` rounds), so that a shared machine's slow spells fall on all of them alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        t = clock()
-        fn()
-        times.append(clock() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = clock()
+            fn()
+            times[name].append(clock() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_gflops(
+    dtype: torch.dtype, sizes: tuple[int, ...] = (256, 512, 1024), repeat: int = 20
+) -> float:
+    """This machine's dense matmul throughput in GFLOP/s: the fastest n x n product over a few sizes, `repeat`
+    tries each. A peak: on a shared machine a median measures the neighbours too, and a large product their use of
+    the caches (under load, 1024^2 products ran at a third of the speed of 256^2 ones on one thread here)."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        for _ in range(repeat):
+            t = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def load_average() -> str:
+    """The 1-minute load average and the CPU count, as in `uptime`: how busy the machine was."""
+    try:
+        return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    except OSError:
+        return "load average unknown"
+
+
+def goal_row(goal: str, figure: float, target: str, unit: str = "") -> dict:
+    """A row of a goals table: the figure beside its target (">= 5", "<= 2.5") and whether it is met."""
+    op, bound = target.split()
+    met = figure >= float(bound) if op == ">=" else figure <= float(bound)
+    return {
+        "goal": goal,
+        "figure": f"{figure:.3g}{unit}",
+        "target": f"{target}{unit}",
+        "met": "yes" if met else "no",
+    }
+
+
+def v2_checkpoint(directory: str | Path, grid: int = 12) -> Path:
+    """A random-weight checkpoint of the shipped design at another grid (v2: 12 x 12 tokens at 96 px): the shipped
+    tokenizer, and a dVAE, transformer and scorer of the shipped widths and depths, the images grid * f pixels wide.
+    For timing only: it draws noise."""
+    from dalle_core import DEFAULT_CHECKPOINT
+    from dalle_core.checkpoint import config_from_json, save_model
+    from dalle_core.clip import Clip, ClipConfig
+    from dalle_core.transformer import DalleTransformer, TransformerConfig
+    from dalle_core.vae import DiscreteVAE, VAEConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "text.json"):
+        shutil.copy(DEFAULT_CHECKPOINT / name, directory / name)
+    vae = config_from_json(VAEConfig, DEFAULT_CHECKPOINT / "vae.json")
+    size = grid * vae.f
+    torch.manual_seed(0)
+    save_model(directory, "vae", DiscreteVAE(replace(vae, image_size=size)))
+    transformer = config_from_json(TransformerConfig, DEFAULT_CHECKPOINT / "transformer.json")
+    save_model(directory, "transformer", DalleTransformer(replace(transformer, grid=grid)))
+    clip = config_from_json(ClipConfig, DEFAULT_CHECKPOINT / "clip.json")
+    save_model(directory, "clip", Clip(replace(clip, image_size=size)))
+    return directory
 
 
 def cpu_name() -> str:
@@ -60,6 +138,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load": load_average(),
     }
 
 
@@ -92,8 +171,10 @@ def record(name: str, rows: list[dict], notes: str = "") -> None:
             title, _, body = part.partition("\n")
             sections[title.strip()] = body.strip()
     m = machine()
-    measured = f"Measured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads."
-    sections[name] = f"{notes}\n\n{measured}\n\n{text}"
+    sections[name] = (
+        f"{notes}\n\nMeasured {m['date']} on {m['cpu']}, torch {m['torch']}, {m['threads']} threads, "
+        f"{m['load']} when it ended.\n\n{text}"
+    )
     body = "\n\n".join(f"## {k}\n\n{v}" for k, v in sorted(sections.items()))
     results.write_text(
         "# Benchmark results\n\nWritten by the scripts in this folder; each section is replaced "

@@ -17,8 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import record
-from sampling import matmul_gflops
+from common import matmul_gflops, record
 from torch.utils.flop_counter import FlopCounterMode
 
 from dalle_core.clip import make_clip
@@ -157,8 +156,9 @@ def main() -> None:
         f"One training step (loss, backward, AdamW) at the shipped recipe's sizes, "
         f"{'bf16' if bf16 else 'fp32'}, median of {a.steps} after a warm-up, on batches "
         f"prepared beforehand; FLOPs counted by torch's FlopCounterMode; floor = FLOPs over the "
-        f"best matmul throughput measured in the run ({max(peaks):.0f} GFLOP/s; the machine is shared, "
-        f"so the peak is re-measured after each component and the best kept). data_s_per_batch: drawing one batch "
+        f"best matmul throughput measured in the run ({max(peaks):.0f} GFLOP/s; the machine is "
+        f"shared, so the peak is re-measured after each component and the best kept). "
+        f"data_s_per_batch: drawing one batch "
         "(rendering, and for the scorer its hard negatives) in the training process. "
         "The full recipe's wall time is in assets/MODEL_CARD.md.",
     )

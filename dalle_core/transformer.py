@@ -399,12 +399,14 @@ class DecodeStep:
     def __call__(self, ids: torch.Tensor, pos: int) -> torch.Tensor:
         """Logits (B, V) of image position ``pos`` given its input ids (B,); the positions from the end of the
         prefix to ``pos`` - 1 must have been stepped through."""
-        B, H, (UH, P) = len(ids), self.n_head, self.prefix.shape[2:4]
+        B, H, (UH, P, D) = len(ids), self.n_head, self.prefix.shape[2:]
         U, g = UH // H, B * H // UH  # prefixes, rows per prefix
-        if pos - P >= self.cache.shape[3]:  # grow the rows' cache, with zeros
-            room = min(pos - P + self.ROOM, self.seq_len - P)
-            grown = self.cache.new_zeros(*self.cache.shape[:3], room, self.cache.shape[4])
-            grown[:, :, :, : self.cache.shape[3]] = self.cache
+        old = self.cache.shape[3]
+        if pos - P >= old:  # grow the rows' cache, zeros in the new room
+            grown = self.cache.new_empty(
+                *self.cache.shape[:3], min(pos - P + self.ROOM, self.seq_len - P), D
+            )
+            grown[:, :, :, :old], grown[:, :, :, old:] = self.cache, 0
             self.cache = grown
         room = self.cache.shape[3]
         with torch.autocast(ids.device.type, enabled=False):  # the dtypes are chosen here
