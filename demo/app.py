@@ -52,22 +52,6 @@ SEED = (
 EDITOR_HEIGHT = (
     DISPLAY_SIZE + 62
 )  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
-
-
-def scroll_to(elem_id: str, block: str) -> str:
-    """Browser code for an event that scrolls the element into view (`block` as in `scrollIntoView`)."""
-    return (
-        f"() => {{ document.getElementById({elem_id!r})?.scrollIntoView({{block: {block!r}, behavior: 'smooth'}});"
-        " return []; }"
-    )
-
-
-# on Complete, bring the status line and the completions into view (on a phone they are further down); with an
-# image sent to the editor or an example scene picked, the editor, its prompt and Complete (on one screen)
-SHOW_EDIT_RESULTS, SHOW_EDITOR = (
-    scroll_to("edit-results", "nearest"),
-    scroll_to("edit-intro", "start"),
-)
 BRUSH_COLOR = "#ff00c8"
 GENERATE, COMPLETE = "Generate", "Complete"
 GENERATING, COMPLETING = "Generating…", "Completing…"
@@ -78,9 +62,9 @@ CSS = """
 .crisp img, .crisp canvas { image-rendering: pixelated; }
 .results { --tile: 258px; }
 .results .grid-wrap { min-height: 0 !important; max-height: none !important; }
-.results .grid-container { padding-top: 30px; }  /* below the gallery's label */
 .results .grid-container { grid-template-columns: repeat(auto-fill, var(--tile)) !important;
-  grid-template-rows: none !important; grid-auto-rows: var(--tile) !important; justify-content: start; }
+  grid-template-rows: none !important; grid-auto-rows: var(--tile) !important; justify-content: start;
+  padding-top: 30px; /* below the gallery's label */ }
 .results .grid-container:has(img[alt^="candidate"]) { --tile: 130px; }
 .results .grid-container:has(img[alt^="candidate"]) .caption-label { display: none; }
 .results .caption-label { max-width: calc(100% - 8px); }
@@ -102,8 +86,26 @@ CSS = """
 #region-preview img { width: auto; height: auto; max-width: 100%; object-fit: none; margin: auto; }
 #example-scenes table { width: 100%; table-layout: fixed; }  /* on a phone too: headers and captions wrap */
 #example-scenes th, #example-scenes th * { white-space: normal !important; }
+#example-scenes img { width: 64px; height: 64px; image-rendering: pixelated; }  /* the model's own size */
 .note { font-size: var(--text-sm); }
 """
+
+
+def scroll_to(elem_id: str, block: str) -> str:
+    """Browser code for an event that scrolls the element into view (`block` as in `scrollIntoView`)."""
+    return (
+        f"() => {{ document.getElementById({elem_id!r})?.scrollIntoView({{block: {block!r}, behavior: 'smooth'}});"
+        " return []; }"
+    )
+
+
+# on Complete, bring the status line and the completions into view (on a phone they are further down); with an
+# image sent to the editor or an example scene picked, the editor, its prompt and Complete (on one screen)
+SHOW_EDIT_RESULTS, SHOW_EDITOR = (
+    scroll_to("edit-results", "nearest"),
+    scroll_to("edit-intro", "start"),
+)
+
 
 ABOUT = """
 **How it works.** Three small networks, trained from scratch on a world of flat coloured shapes:

@@ -250,7 +250,7 @@ WATCH_GENERATE = """() => {
       status: document.querySelector('#gen-status [data-testid=markdown]')?.innerText.trim() ?? '',
       rows: (document.body.innerText.match(/row \\d+ of \\d+/g) || []).length,
       trackers: shown.length, disabled: button?.disabled, label: button?.innerText.trim(),
-      top: document.querySelector('#gallery')?.getBoundingClientRect().top});
+      top: document.querySelector('#gallery')?.getBoundingClientRect().top, time: Date.now() / 1000});
   };
   requestAnimationFrame(frame);
 }"""
@@ -317,29 +317,29 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
     assert len({f["top"] for f in sampling}) == 1, sorted(
         {f["top"] for f in sampling}
     )  # the gallery stays put
-    # In the first candidate's last row of tokens: the gray of rows not sampled yet in every painted frame from
-    # the first preview to the last, then the results; not the tile's background, which a blank would show.
-    # Chromium can paint a tile empty for one frame when its image changes before the last one was decoded
-    # (about once in 20 runs, at the first preview, on a busy machine): one such frame, briefly, is let pass.
-    # The progress overlay this test was written against covered the previews at every update.
+    # In the first candidate's last row of tokens: the gray of rows not sampled yet in every frame painted from
+    # the first preview until the results came (screencast and page share the clock), then never the tile's
+    # background, which a blank would show. Chromium can paint a tile empty for a frame when its image changes
+    # before the last one was decoded (about once in 20 runs, at the first preview, on a busy machine): one
+    # such frame, briefly, is let pass. The progress overlay this test was written against covered the
+    # previews at every update.
     colours = pixels_at(
         frames, first["x"] + first["width"] / 2, first["y"] + first["height"] * 0.95
     )
     gray = (200, 200, 200)  # dalle.PARTIAL_GRAY
-    grays = [i for i, c in enumerate(colours) if near(c, gray)]
-    odd = [
-        i
-        for i in range(grays[0], len(colours) - 1)
-        if near(colours[i], blank, 2) or i < grays[-1] and not near(colours[i], gray)
-    ]
+    start = next(i for i, c in enumerate(colours) if near(c, gray))
+    came = next(f["time"] for f in watched["frames"] if f["status"].startswith("The best"))
+    previews = [i for i in range(start, len(colours)) if frames[i][0] < came]
+    odd = {i for i in previews if not near(colours[i], gray)}
+    odd |= {i for i in range(start, len(colours) - 1) if near(colours[i], blank, 2)}
     seen = "".join(
-        "g" if near(c, gray) else "B" if near(c, blank, 2) else "o" for c in colours[grays[0] :]
+        "g" if near(c, gray) else "B" if near(c, blank, 2) else "o" for c in colours[start:]
     )
-    assert grays[-1] - grays[0] > 3 and len(odd) <= 1, seen
+    assert len(previews) > 3 and len(odd) <= 1, (seen, len(previews))
     assert all(frames[i + 1][0] - frames[i][0] < 0.1 for i in odd), seen
     # a screenshot while streaming: a frame of the screencast (a screenshot of its own would disturb the stream)
     (tmp_path / f"streaming-{size}.png").write_bytes(
-        base64.b64decode(frames[(grays[0] + grays[-1]) // 2][1])
+        base64.b64decode(frames[(start + previews[-1]) // 2][1])
     )
     assert watched["removals"] == [
         {"removed": 12, "left": 4}
@@ -409,7 +409,7 @@ def test_unknown_words_are_shown_once_with_the_vocabulary(sized: tuple[str, Page
     assert "zebra" in note and all(
         word in note for word in ("It knows only these", "colours", "triangle", "above")
     )
-    page.click("#generate")
+    page.press("#prompt textarea", "Enter")  # presses Generate
     wait_for_text(page, "#gen-status", "candidates in")
     body = page.inner_text("body")
     assert body.count("never saw in training") == 1 and body.count("zebra") == 1
@@ -531,6 +531,14 @@ def test_prompt_and_complete_are_beside_the_editor(sized: tuple[str, Page], tmp_
     screenshot(page, tmp_path, f"edit-first-screen-{size}")
     paint(page, (0.6, 0.55), (0.9, 0.9))
     wait_for_text(page, "#edit-status", "Redrawing token rows")
+    page.wait_for_function("document.querySelector('#region-preview img')?.complete")
+    shown = [
+        page.locator(s).first.bounding_box() for s in ("#region-preview img", "#example-scenes img")
+    ]
+    assert [(b["width"], b["height"]) for b in shown] == [
+        (256, 256),
+        (64, 64),
+    ]  # the model's 64 px, 4x and 1x
     page.click("#complete")
     page.wait_for_function("document.querySelector('#complete').innerText.includes('Completing')")
     wait_for_text(page, "#complete-status", "The best 4 of 16 candidates in")
