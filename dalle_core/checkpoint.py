@@ -105,9 +105,10 @@ def write_manifest(directory: str | Path) -> None:
 
 
 def matches_manifest(path: Path) -> bool:
-    """Whether a file exists and `verify` accepts it."""
+    """Whether `path` is listed, with its current digest, in the manifest beside it (a directory
+    without a manifest has no finished files)."""
     try:
-        return path.exists() and verify(path) is None
+        return (path.parent / MANIFEST).exists() and path.exists() and verify(path) is None
     except CheckpointError:
         return False
 

@@ -22,6 +22,7 @@ from dalle_core.checkpoint import (
     MANIFEST,
     CheckpointError,
     config_from_json,
+    matches_manifest,
     save_model,
     verify,
     write_manifest,
@@ -96,6 +97,17 @@ def test_a_file_the_manifest_does_not_list_is_refused(signed: Path):
     (signed / MANIFEST).write_text(json.dumps(listed))
     with pytest.raises(CheckpointError, match="is not listed in"):
         Dalle(signed, device="cpu")
+
+
+def test_a_stage_counts_as_finished_only_once_the_manifest_lists_it(tmp_path: Path):
+    """`train all --resume` skips a stage whose file the manifest lists: a tokenizer.json written just before
+    a kill -9, with no manifest yet, is not finished (CI once saw its time lost that way)."""
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert not matches_manifest(tmp_path / "tokenizer.json")
+    write_manifest(tmp_path)
+    assert matches_manifest(tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer.json").write_text('{"changed": 1}')
+    assert not matches_manifest(tmp_path / "tokenizer.json")
 
 
 def truncate(path: Path) -> None:
