@@ -57,6 +57,25 @@ def cmd_eval(a: argparse.Namespace) -> None:
     print((a.out / "eval.md").read_text())
 
 
+def cmd_eval_vae(a: argparse.Namespace) -> None:
+    from .checkpoint import load_model, write_json
+    from .settings import DEFAULT_CHECKPOINT
+    from .vae import DiscreteVAE, VAEConfig
+    from .vae_report import report_json, report_markdown, vae_report
+
+    _use_threads(a.threads)
+    checkpoint = a.checkpoint or DEFAULT_CHECKPOINT
+    vae = load_model(checkpoint, "vae", DiscreteVAE, VAEConfig).eval()
+    rows, used = vae_report(vae, a.n)
+    a.out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        a.out / "vae_report.json", {"checkpoint": str(checkpoint), **report_json(rows, used)}
+    )
+    markdown = report_markdown(rows, used)
+    (a.out / "vae_report.md").write_text(markdown)
+    print(markdown, end="")
+
+
 def cmd_generate(a: argparse.Namespace) -> None:
     from .dalle import Dalle
     from .figures import grid
@@ -378,6 +397,25 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
     _model_options(e)
     e.set_defaults(func=cmd_eval)
+
+    v = sub.add_parser(
+        "eval-vae",
+        help="the dVAE's faithfulness: held-out scenes and layout panels whose reconstruction "
+        "parses like the original (JSON, markdown)",
+    )
+    v.add_argument(
+        "--n", type=positive_int, default=1000, help="held-out images per kind (default 1000)"
+    )
+    v.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
+    v.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint directory with vae.json (default: the shipped assets/checkpoint)",
+    )
+    v.add_argument(
+        "--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)"
+    )
+    v.set_defaults(func=cmd_eval_vae)
 
     c = sub.add_parser(
         "curves", help="plot metrics of a training run's log.jsonl against samples seen"

@@ -1,0 +1,46 @@
+"""`dalle eval-vae`: the tokenizer's faithfulness report per scene and per layout panel."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dalle_core.cli import main as dalle
+from dalle_core.layouts import panel_boxes
+from dalle_core.vae_report import KINDS, fits, held_out, judge_pair
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_image_judged_against_itself_is_faithful_everywhere(kind: str):
+    image = held_out(kind, 3, 96)
+    verdicts = judge_pair(kind, image, image)
+    assert verdicts and all(verdicts)
+    assert (held_out(kind, 3, 96) == image).all()  # the same held-out image every time
+
+
+@pytest.mark.parametrize("kind", ["pair", "analogy", "matrix"])
+def test_a_blanked_panel_fails_that_panel_alone(kind: str):
+    image = held_out(kind, 5, 96)
+    y0, y1, x0, x1 = panel_boxes(kind, 96)[-1]
+    damaged = image.copy()
+    damaged[y0:y1, x0:x1] = image[y0, x0]  # the panel's corner: its background, objects erased
+    verdicts = judge_pair(kind, image, damaged)
+    assert verdicts[:-1] == [True] * (len(verdicts) - 1) and verdicts[-1] is False
+
+
+def test_a_canvas_too_small_for_a_layout_skips_it():
+    assert fits("single", 64) and fits("pair", 64) and not fits("matrix", 64)
+    assert all(fits(kind, 96) for kind in KINDS)
+
+
+def test_the_command_reports_the_shipped_vae(tmp_path: Path, capsys):
+    dalle(["eval-vae", "--n", "4", "--out", str(tmp_path), "--threads", "1"])
+    report = json.loads((tmp_path / "vae_report.json").read_text())
+    kinds = [row["kind"] for row in report["kinds"]]
+    assert kinds == [k for k in KINDS if fits(k, 64)]  # the shipped VAE reads 64 px images
+    for row in report["kinds"]:
+        assert 0 <= row["faithful"] <= 1 and row["psnr"] > 15 and row["items"] == 4
+    assert 0 < report["codebook_used"] <= 1
+    assert "| single | 4 |" in capsys.readouterr().out
+    assert np.isclose(report["bar"], 0.99)
