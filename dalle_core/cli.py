@@ -179,7 +179,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .recipe import PRESETS, Run, run_stage, train_all
     from .training import init_distributed
 
-    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes"]
+    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes2" if a.v2 else "shapes"]
+    data = a.data or ("shapes2" if a.v2 else "shapes")
     for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
         if getattr(a, name, None):
             recipe = replace(recipe, **{name: getattr(a, name)})
@@ -189,13 +190,13 @@ def cmd_train(a: argparse.Namespace) -> None:
     run = Run(
         Path(a.out),
         recipe,
-        a.data,
+        data,
         a.device,
         a.resume,
         a.seed,
         a.threads,
         a.workers,
-        judge=a.data == "shapes",
+        judge=data == "shapes",
         accum=a.accum,
         init=Path(a.init) if a.init else None,
     )
@@ -231,8 +232,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         )
         t.add_argument(
             "--data",
-            default="shapes",
-            help="'shapes' (default) or a folder of images with .txt captions",
+            help="'shapes' (the default), 'shapes2' (the default with --v2) or a folder of images "
+            "with .txt captions",
         )
         size = t.add_mutually_exclusive_group()
         size.add_argument(
@@ -242,6 +243,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
             "--paper",
             action="store_true",
             help="the paper's layout (256 px, 32x32 grid, 8192 codes, 256 text tokens) for GPUs",
+        )
+        size.add_argument(
+            "--v2",
+            action="store_true",
+            help="the second edition: the shapes2 world (pairs, analogies, matrices) at 96 px, "
+            "a 12x12 grid, 40 text tokens",
         )
         t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -306,3 +306,23 @@ def test_fine_tune_everything_on_a_folder(tiny, tmp_path):
         64,
         3,
     )
+
+
+def test_the_v2_preset_holds_every_paraphrase_and_puts_every_panel_on_token_cells():
+    """`--v2`: no caption of the second edition's stream is cut at its text length, and its VAE's grid
+    divides every layout (the completion of a panel starts on a token cell)."""
+    from dataclasses import replace
+
+    from dalle_core.data import ShapesWorld2
+    from dalle_core.layouts import LAYOUTS, completed_region
+    from dalle_core.recipe import PRESETS
+    from dalle_core.text import TextTokenizer
+    from dalle_core.vae import DiscreteVAE
+
+    r = PRESETS["shapes2"]
+    source = ShapesWorld2(r.image_size)
+    tok = TextTokenizer.train(source.captions(2000), r.text_len, r.text_vocab)
+    assert not any(tok.encode(caption)[1] for _, caption in source.validation(1000))
+    grid = DiscreteVAE(replace(r.vae, image_size=r.image_size)).config.grid
+    assert grid == 12
+    assert all(completed_region(kind, grid) is not None for kind in LAYOUTS)
