@@ -85,28 +85,37 @@ def goal_row(goal: str, figure: float, target: str, unit: str = "") -> dict:
     }
 
 
-def v2_checkpoint(directory: str | Path, grid: int = 12) -> Path:
-    """A random-weight checkpoint of the shipped design at another grid (v2: 12 x 12 tokens at 96 px): the shipped
-    tokenizer, and a dVAE, transformer and scorer of the shipped widths and depths, the images grid * f pixels wide.
-    For timing only: it draws noise."""
+def v2_checkpoint(directory: str | Path) -> Path:
+    """A random-weight checkpoint of the v2 recipe's design (`dalle train --v2`: a 12 x 12 grid at 96 px, 40 text
+    tokens) at the shipped widths and depths, with the shipped tokenizer's vocabulary. For timing only: it draws
+    noise."""
     from dalle_core import DEFAULT_CHECKPOINT
-    from dalle_core.checkpoint import config_from_json, save_model
+    from dalle_core.checkpoint import config_from_json, save_model, write_json
     from dalle_core.clip import Clip, ClipConfig
+    from dalle_core.recipe import PRESETS
     from dalle_core.transformer import DalleTransformer, TransformerConfig
     from dalle_core.vae import DiscreteVAE, VAEConfig
 
+    v2 = PRESETS["shapes2"]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "text.json"):
-        shutil.copy(DEFAULT_CHECKPOINT / name, directory / name)
+    shutil.copy(DEFAULT_CHECKPOINT / "tokenizer.json", directory / "tokenizer.json")
+    text = json.loads((DEFAULT_CHECKPOINT / "text.json").read_text())
+    write_json(directory / "text.json", {**text, "length": v2.text_len})
     vae = config_from_json(VAEConfig, DEFAULT_CHECKPOINT / "vae.json")
-    size = grid * vae.f
     torch.manual_seed(0)
-    save_model(directory, "vae", DiscreteVAE(replace(vae, image_size=size)))
+    save_model(directory, "vae", DiscreteVAE(replace(vae, image_size=v2.image_size)))
     transformer = config_from_json(TransformerConfig, DEFAULT_CHECKPOINT / "transformer.json")
-    save_model(directory, "transformer", DalleTransformer(replace(transformer, grid=grid)))
+    grid = v2.image_size // vae.f
+    save_model(
+        directory,
+        "transformer",
+        DalleTransformer(replace(transformer, grid=grid, text_len=v2.text_len)),
+    )
     clip = config_from_json(ClipConfig, DEFAULT_CHECKPOINT / "clip.json")
-    save_model(directory, "clip", Clip(replace(clip, image_size=size)))
+    save_model(
+        directory, "clip", Clip(replace(clip, image_size=v2.image_size, text_len=v2.text_len))
+    )
     return directory
 
 

@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dalle_core import DEFAULT_CHECKPOINT
 from dalle_core.checkpoint import load_model
 from dalle_core.device import bf16_supported
+from dalle_core.recipe import PRESETS
 from dalle_core.sampling import SamplingParams, generate
 from dalle_core.transformer import DalleTransformer, TransformerConfig
 from dalle_core.vae import DiscreteVAE, VAEConfig
@@ -44,7 +45,7 @@ PEER_EXTRAS = (
     "youtokentome",
 )
 TOP_K = 64
-V2_GRID = 12
+V2_GRID = 12  # `dalle train --v2`: 96 px at f = 8
 
 
 def request_flops(
@@ -292,19 +293,22 @@ def main() -> None:
     )
 
     # 2. the grid: random weights at the shipped width and depth, a dVAE of the shipped design at grid * f pixels
+    # (the v2 grid with the v2 recipe's text length, the others with the shipped one)
     grid_rows = []
     for grid in (8, V2_GRID, 16):
-        gcfg = replace(cfg, grid=grid)
+        text_len = PRESETS["shapes2"].text_len if grid == V2_GRID else cfg.text_len
+        gcfg = replace(cfg, grid=grid, text_len=text_len)
+        gtext = torch.nn.functional.pad(text, (0, text_len - text.shape[-1]), value=cfg.pad_id)
         torch.manual_seed(0)
         gmodel = DalleTransformer(gcfg).eval()
         gvae = DiscreteVAE(replace(vae.config, image_size=grid * vae.config.f)).eval()
         runs = {
-            f"ours, {'bf16' if bf16 else 'fp32'}": ours(gmodel, gvae, text, 16, 3.0, bf16)
+            f"ours, {'bf16' if bf16 else 'fp32'}": ours(gmodel, gvae, gtext, 16, 3.0, bf16)
             for bf16 in precisions
         }
         if theirs is not None and grid <= V2_GRID:
             runs["DALLE-pytorch, use_cache=True"] = peer_run(
-                build_peer(peer, gcfg, gvae.config.image_size), text, 16, 3.0, True
+                build_peer(peer, gcfg, gvae.config.image_size), gtext, 16, 3.0, True
             )
         times = interleaved_medians(runs, a.repeat)
         flops = request_flops(gcfg, 16, 3.0, decode_flops(gvae))
@@ -313,6 +317,7 @@ def main() -> None:
                 {
                     "grid": f"{grid}x{grid}",
                     "pixels": gvae.config.image_size,
+                    "text_tokens": text_len,
                     "sampler": name,
                     "seconds": t,
                     "ms_per_image_token": 1000 * t / gcfg.image_tokens,
