@@ -27,6 +27,7 @@ from itertools import permutations
 
 import numpy as np
 
+from .normalise import normalise
 from .world import (
     BACKGROUNDS,
     COLORS,
@@ -361,7 +362,7 @@ def _parse_transform(text: str) -> Transform:
 def parse_layout_caption(text: str) -> LayoutCaption | None:
     """The layout a caption describes, or None for a caption of one scene; `CaptionError` for a layout
     caption that is not in the grammar."""
-    text = " ".join(text.lower().strip().rstrip(".").split())
+    text = normalise(text)
     if text == "a puzzle":
         return LayoutCaption("matrix")
     if text == "a visual analogy":

@@ -21,6 +21,8 @@ from itertools import permutations
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .normalise import normalise
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "orange": (245, 130, 20),
@@ -239,7 +241,7 @@ def _match_phrase(words: list[str], i: int, phrases) -> str | None:
 
 def parse_caption(text: str) -> Expectation:
     """Parse a caption of the grammar into an `Expectation`; raises `CaptionError` otherwise."""
-    text = " ".join(text.lower().strip().rstrip(".").split())
+    text = normalise(text)
     background = None
     for bg in BACKGROUNDS:
         suffix = f" on a {bg} background"
