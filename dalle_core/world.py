@@ -542,11 +542,14 @@ def render(scene: Scene, W: int = 64) -> np.ndarray:
     for o in scene.objects:
         for poly in shape_polygons(o.shape, o.cx * big, o.cy * big, o.s * big, o.direction):
             draw.polygon(poly, fill=COLORS[o.color])
-    # A block no object touches is the background's colour: only the blocks under objects are averaged.
+    # A block no object touches is the background's colour: only the blocks under objects are averaged. The
+    # averaging and pasting call Pillow's core image (`Image.im`) directly: for a box of a few hundred pixels,
+    # the checks of the public `reduce` and `paste` cost more than the work (tests/test_render_pinned.py).
     image = Image.new("RGB", (W, W), background)
+    factor = (SUPERSAMPLE, SUPERSAMPLE)
     for x0, y0, x1, y1 in filter(None, (_pixels_under(o, W) for o in scene.objects)):
         box = (x0 * SUPERSAMPLE, y0 * SUPERSAMPLE, x1 * SUPERSAMPLE, y1 * SUPERSAMPLE)
-        image.paste(drawn.reduce(SUPERSAMPLE, box), (x0, y0))
+        image.im.paste(drawn.im.reduce(factor, box), (x0, y0, x1, y1))
     return np.asarray(image)
 
 
