@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dalle_core import world
+from dalle_core import DEFAULT_CHECKPOINT, world
 from dalle_core.data import ShapesWorld
 from dalle_core.normalise import normalise
 from dalle_core.text import TextTokenizer
@@ -106,6 +106,15 @@ def test_property_capitals_spaces_and_final_punctuation_change_nothing(tok, seed
     )
     assert world.parse_caption(said) == world.parse_caption(caption)
     assert tok.unknown_words(said) == [] and tok.known_text(said) == caption
+
+
+def test_v1_captions_keep_the_shipped_tokenizers_ids():
+    """The shipped checkpoint reads every v1 caption as its tokenizer file always did: all of it, the same ids."""
+    shipped = TextTokenizer.load(DEFAULT_CHECKPOINT)
+    for caption in ShapesWorld(64).captions(2000):
+        ids = [shipped.bos_id, *shipped.tokenizer.encode(caption).ids, shipped.eos_id]
+        assert shipped.known_text(caption) == caption
+        assert shipped.encode(shipped.known_text(caption))[0][: len(ids)].tolist() == ids
 
 
 # ------------------------------------------------------------------ unknown words
