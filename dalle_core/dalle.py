@@ -129,11 +129,13 @@ class Dalle:
             raise ValueError(
                 "the prompt is not valid Unicode text (it has unpaired surrogate characters)"
             ) from None
-        ids, truncated = self.tokenizer.encode(prompt)
+        ids, truncated = self._encode(prompt)
         notes = []
         unknown = self.tokenizer.unknown_words(prompt)
         if unknown:
-            notes.append("words the model never saw in training: " + ", ".join(unknown[:20]))
+            notes.append(
+                "words the model never saw in training (left out): " + ", ".join(unknown[:20])
+            )
         if truncated:
             notes.append(
                 f"the prompt was cut to its first {self.tokenizer.length - 2} tokens: the model reads "
@@ -141,15 +143,20 @@ class Dalle:
             )
         return ids, notes
 
+    def _encode(self, prompt: str) -> tuple[torch.Tensor, bool]:
+        """The token ids the model reads of a prompt: its known words only (`TextTokenizer.known_text`), so that
+        a prompt generates as if its unknown words were absent; and whether they were truncated to fit."""
+        return self.tokenizer.encode(self.tokenizer.known_text(prompt))
+
     def unknown_words(self, prompt: str) -> list[str]:
-        """Words of the prompt that never occurred in the training captions."""
+        """Words of the prompt that never occurred in the training captions (generation leaves them out)."""
         return self.tokenizer.unknown_words(prompt)
 
     def kept_prompt(self, prompt: str) -> str | None:
         """What the model reads of a prompt too long for it: the text of its first `tokenizer.length - 2`
-        tokens, as the tokenizer normalises it (lower case, single spaces), which may end inside a word;
-        None when the whole prompt fits."""
-        ids, truncated = self.tokenizer.encode(prompt)
+        tokens, its known words as the tokenizer normalises them (lower case, single spaces, no final
+        punctuation), which may end inside a word; None when the whole prompt fits."""
+        ids, truncated = self._encode(prompt)
         return self.tokenizer.decode(ids) if truncated else None
 
     @property

@@ -27,6 +27,7 @@ from itertools import permutations
 
 import numpy as np
 
+from .normalise import normalise
 from .world import (
     BACKGROUNDS,
     COLORS,
@@ -44,6 +45,7 @@ from .world import (
     Group,
     Obj,
     Scene,
+    box_touches,
     boxes_touch,
     caption_of,
     centroid_offset,
@@ -360,7 +362,7 @@ def _parse_transform(text: str) -> Transform:
 def parse_layout_caption(text: str) -> LayoutCaption | None:
     """The layout a caption describes, or None for a caption of one scene; `CaptionError` for a layout
     caption that is not in the grammar."""
-    text = " ".join(text.lower().strip().rstrip(".").split())
+    text = normalise(text)
     if text == "a puzzle":
         return LayoutCaption("matrix")
     if text == "a visual analogy":
@@ -460,6 +462,7 @@ def _place(
     colors and sizes drawn from those that `t` allows (`_colors_for`, `_sizes_for`), or None when one
     found no room."""
     k = KINDS[kind]
+    gap = k.gap
     objs: list[Obj] = []
     for g in slots:
         size = g.size or rng.choice(_sizes_for(t))
@@ -467,11 +470,9 @@ def _place(
         color = g.color or rng.choice(_colors_for(g.shape, t))
         lo = k.margin + s / 2
         for _ in range(tries):
-            o = Obj(
-                g.shape, color, size, rng.uniform(lo, 1 - lo), rng.uniform(lo, k.height - lo), s
-            )
-            if not any(boxes_touch(o, p, k.gap) for p in objs):
-                objs.append(o)
+            cx, cy = rng.uniform(lo, 1 - lo), rng.uniform(lo, k.height - lo)
+            if not any(box_touches(cx, cy, s, p, gap) for p in objs):
+                objs.append(Obj(g.shape, color, size, cx, cy, s))
                 break
         else:
             return None

@@ -3,9 +3,8 @@
 Training captions are the grammar's, rewritten by families drawn at random and composable (a
 `Style`): a filler before the caption ("draw", "there is", ...), no article or "the" for "a", a
 relative clause ("a circle that is red") or "colored" ("a red colored circle"), "with" or "next
-to" joining two groups in either order, capitals and final punctuation. The tokenizer lowercases
-text, so capitals reach the model as the plain caption; it keeps punctuation as tokens of their
-own, so the final "." or "!" is in the training captions, where the model learns to ignore it.
+to" joining two groups in either order, capitals and final punctuation. The tokenizer normalises the
+last two away (`normalise.normalise`), so they reach the model as the plain caption.
 
 The evaluation's `phrasing` category uses phrasings outside these families (`held_out_phrasing`):
 other fillers, other conjunctions, and the color after the shape ("a circle in red").

@@ -248,7 +248,8 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     if stage in ("tokenizer", "tokens") and not lead:
         pass  # rank 0 makes it; the barrier below waits for it
     elif stage == "tokenizer" and run.init:
-        TextTokenizer.load(run.init).save(out)  # the weights to start from read its ids
+        # the weights to start from read its ids; the words of the new captions become known words
+        TextTokenizer.load(run.init).with_words(source.captions(r.captions)).save(out)
         print(f"tokenizer: copied from {run.init} -> {out / 'tokenizer.json'}")
     elif stage == "tokenizer":
         tok = TextTokenizer.train(source.captions(r.captions), r.text_len, r.text_vocab)

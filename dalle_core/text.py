@@ -10,37 +10,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import (
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    trainers,
-)
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .checkpoint import CheckpointError, read_json, verify, write_bytes, write_json
+from .normalise import normalise, normalizer
 
 PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 
-def normalizer() -> normalizers.Normalizer:
-    """NFKC, lower case, runs of white space as one space, no leading or trailing space."""
-    return normalizers.Sequence(
-        [
-            normalizers.NFKC(),
-            normalizers.Lowercase(),
-            normalizers.Replace(Regex(r"\s+"), " "),
-            normalizers.Strip(),
-        ]
-    )
-
-
 def words_of(text: str) -> list[str]:
-    """The words of a text as the tokenizer's normaliser sees them."""
-    return _WORD.findall(normalizer().normalize_str(text))
+    """The words of a text as the tokenizer sees them (`normalise`)."""
+    return _WORD.findall(normalise(text))
 
 
 class TextTokenizer:
@@ -59,8 +40,8 @@ class TextTokenizer:
     def train(
         cls, captions: Iterable[str], length: int = 32, vocab_size: int = 512
     ) -> TextTokenizer:
-        """Train a BPE tokenizer on captions."""
-        captions = list(captions)
+        """Train a BPE tokenizer on captions (as `normalise` makes them)."""
+        captions = [normalise(c) for c in captions]
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizer()
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -80,8 +61,8 @@ class TextTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, text: str) -> tuple[torch.Tensor, bool]:
-        """Token ids of shape (length,), and whether the text was truncated to fit."""
-        ids = self.tokenizer.encode(text).ids
+        """Token ids of shape (length,) of the text as `normalise` makes it, and whether it was truncated to fit."""
+        ids = self.tokenizer.encode(normalise(text)).ids
         room = self.length - 2
         truncated = len(ids) > room
         ids = [self.bos_id, *ids[:room], self.eos_id]
@@ -107,6 +88,16 @@ class TextTokenizer:
     def unknown_words(self, text: str) -> list[str]:
         """The words of `text` never seen in training, in order, without repeats."""
         return list(dict.fromkeys(w for w in words_of(text) if w not in self.words))
+
+    def with_words(self, captions: Iterable[str]) -> TextTokenizer:
+        """The same tokenizer (the same ids) knowing also the words of these captions, e.g. those a model is
+        fine-tuned on."""
+        seen = {w for c in captions for w in words_of(c)}
+        return TextTokenizer(self.tokenizer, self.length, self.words | seen)
+
+    def known_text(self, text: str) -> str:
+        """The text without its unknown words, normalised: "A red zorp circle." -> "a red circle"."""
+        return normalise(_WORD.sub(lambda m: m[0] if m[0] in self.words else " ", normalise(text)))
 
     def save(self, directory: str | Path) -> None:
         """Write `text.json` (length and known words), then `tokenizer.json` (the BPE), each atomically:

@@ -13,12 +13,15 @@ panels are in `layouts`, its paraphrases in `phrasing`, its training stream in `
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field, replace
 from itertools import permutations
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .normalise import normalise
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -238,7 +241,7 @@ def _match_phrase(words: list[str], i: int, phrases) -> str | None:
 
 def parse_caption(text: str) -> Expectation:
     """Parse a caption of the grammar into an `Expectation`; raises `CaptionError` otherwise."""
-    text = " ".join(text.lower().strip().rstrip(".").split())
+    text = normalise(text)
     background = None
     for bg in BACKGROUNDS:
         suffix = f" on a {bg} background"
@@ -451,8 +454,13 @@ def realize(e: Expectation, rng: random.Random, W: int = 64, tries: int = 200) -
 
 def boxes_touch(a: Obj, b: Obj, gap: float = GAP) -> bool:
     """Whether two boxes are closer than `gap` on both axes."""
-    gap = gap + (a.s + b.s) / 2
-    return abs(a.cx - b.cx) < gap and abs(a.cy - b.cy) < gap
+    return box_touches(a.cx, a.cy, a.s, b, gap)
+
+
+def box_touches(cx: float, cy: float, s: float, b: Obj, gap: float = GAP) -> bool:
+    """Whether a box of side `s` centred at (`cx`, `cy`) and the box of `b` are closer than `gap` on both axes."""
+    gap = gap + (s + b.s) / 2
+    return abs(cx - b.cx) < gap and abs(cy - b.cy) < gap
 
 
 def sample_scene(rng: random.Random, W: int = 64) -> tuple[Scene, str]:
@@ -514,15 +522,35 @@ def shape_polygons(
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def _pixels_under(o: Obj, W: int) -> tuple[int, int, int, int] | None:
+    """The rectangle (x0, y0, x1, y1) of canvas pixels that an object's drawing may touch, clipped to the
+    canvas, or None when it lies outside. Drawing fills no pixel farther than one supersampled pixel from
+    the box, and the rectangle keeps two."""
+    h = (o.s * W * SUPERSAMPLE / 2 + 2) / SUPERSAMPLE
+    x0, y0 = max(0, math.floor(o.cx * W - h)), max(0, math.floor(o.cy * W - h))
+    x1, y1 = min(W, math.ceil(o.cx * W + h)), min(W, math.ceil(o.cy * W + h))
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
 def render(scene: Scene, W: int = 64) -> np.ndarray:
-    """The scene as an anti-aliased uint8 RGB array of shape (W, W, 3)."""
+    """The scene as an anti-aliased uint8 RGB array of shape (W, W, 3): drawn at SUPERSAMPLE times the side,
+    each pixel the mean of its SUPERSAMPLE x SUPERSAMPLE block."""
     big = W * SUPERSAMPLE
-    img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
-    draw = ImageDraw.Draw(img)
+    background = BACKGROUNDS[scene.background]
+    drawn = Image.new("RGB", (big, big), background)
+    draw = ImageDraw.Draw(drawn)
     for o in scene.objects:
         for poly in shape_polygons(o.shape, o.cx * big, o.cy * big, o.s * big, o.direction):
             draw.polygon(poly, fill=COLORS[o.color])
-    return np.asarray(img.reduce(SUPERSAMPLE))  # the mean of each SUPERSAMPLE x SUPERSAMPLE block
+    # A block no object touches is the background's colour: only the blocks under objects are averaged. The
+    # averaging and pasting call Pillow's core image (`Image.im`) directly: for a box of a few hundred pixels,
+    # the checks of the public `reduce` and `paste` cost more than the work (tests/test_render_pinned.py).
+    image = Image.new("RGB", (W, W), background)
+    factor = (SUPERSAMPLE, SUPERSAMPLE)
+    for x0, y0, x1, y1 in filter(None, (_pixels_under(o, W) for o in scene.objects)):
+        box = (x0 * SUPERSAMPLE, y0 * SUPERSAMPLE, x1 * SUPERSAMPLE, y1 * SUPERSAMPLE)
+        image.im.paste(drawn.im.reduce(factor, box), (x0, y0, x1, y1))
+    return np.asarray(image)
 
 
 def shape_coverage(

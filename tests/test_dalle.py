@@ -110,19 +110,35 @@ def test_odd_prompts_still_work(model):
     assert any("cat" in n for n in notes) and any("cut" in n for n in notes)
 
 
+def test_unknown_words_are_named_and_generation_reads_the_prompt_without_them(model):
+    """Spec v2, "Phrasing": generation ignores unknown words; capitals and final punctuation change nothing."""
+    ids, notes = model.check_prompt("a red zorp circle")
+    plain, plain_notes = model.check_prompt("a red circle")
+    assert ids.tolist() == plain.tolist() and plain_notes == []
+    assert any("zorp" in n for n in notes) and model.unknown_words("a red zorp circle") == ["zorp"]
+    said, said_notes = model.check_prompt("A red circle.")
+    assert said.tolist() == plain.tolist() and said_notes == []
+    # generation and scoring both read the ids of `check_prompt`
+    image = render(scene_for("a red circle"))
+    assert model.score([image], "a red zorp circle") == model.score([image], "a red circle")
+
+
 def test_kept_prompt_says_what_the_model_reads(model):
     assert model.kept_prompt("a red circle") is None
     long = (
         "a small red circle above a large blue square and two green triangles to the left of three yellow "
-        "diamonds on a white background please"
+        "diamonds on a white background and a cross"
     )
     kept = model.kept_prompt(long)
     assert (
         kept is not None
         and long.startswith(kept)
-        and "please" not in kept
+        and "cross" not in kept
         and kept.endswith("background")
     )
+    assert (
+        model.kept_prompt(long.replace("and a cross", "please")) is None
+    )  # an unknown word is not read
     _, notes = model.check_prompt(long)
     assert any(f'reads only "{kept}"' in n for n in notes)
 

@@ -239,6 +239,29 @@ def test_init_starts_a_stage_from_existing_weights(tiny, tmp_path):
     assert max((start[k].float() - end[k].float()).abs().max().item() for k in start) < 1e-4
 
 
+def test_init_keeps_the_tokenizer_and_knows_the_new_captions_words(tmp_path):
+    """Generation leaves unknown words out, so a model fine-tuned with `--init` must know its new captions' words."""
+    from PIL import Image
+
+    from dalle_core.text import TextTokenizer, words_of
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 64), (255, 255, 255)).save(data / f"{i}.png")
+        (data / f"{i}.txt").write_text("a zorp next to a red circle\n")
+    out = tmp_path / "out"
+    args = ["--init", str(SHIPPED), "--data", str(data), "--out", str(out), "--workers", "0"]
+    r = dalle("train", "tokenizer", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "tokenizer.json").read_bytes() == (SHIPPED / "tokenizer.json").read_bytes()
+    shipped = TextTokenizer.load(SHIPPED)
+    assert shipped.unknown_words("a zorp next to a red circle") == ["zorp", "next"]
+    assert TextTokenizer.load(out).words == shipped.words | set(
+        words_of("a zorp next to a red circle")
+    )
+
+
 def test_init_with_weights_for_other_tokens_fails_clearly(tiny, tmp_path):
     """A transformer that reads another VAE's codes cannot start a run: the error names both."""
     for name in ("tokenizer.json", "text.json", "vae.json", "vae.safetensors"):
