@@ -96,8 +96,16 @@ class TextTokenizer:
         return TextTokenizer(self.tokenizer, self.length, self.words | seen)
 
     def known_text(self, text: str) -> str:
-        """The text without its unknown words, normalised: "A red zorp circle." -> "a red circle"."""
-        return normalise(_WORD.sub(lambda m: m[0] if m[0] in self.words else " ", normalise(text)))
+        """The text without its unknown words, normalised: "A red zorp circle." -> "a red circle"; a mark
+        they leave with no word before it goes too: "Zorp, a red circle" -> "a red circle"."""
+        text = normalise(text)
+        kept, end, after_word = [], 0, False
+        for m in _WORD.finditer(text):
+            is_word = m[0][0].isalnum()
+            keep = m[0] in self.words and (is_word or after_word)
+            kept += [text[end : m.start()], m[0] if keep else " "]
+            after_word, end = (is_word if keep else after_word), m.end()
+        return normalise("".join(kept) + text[end:])
 
     def save(self, directory: str | Path) -> None:
         """Write `text.json` (length and known words), then `tokenizer.json` (the BPE), each atomically:

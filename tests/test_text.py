@@ -130,6 +130,10 @@ def test_unknown_words_are_left_out_of_the_text_generation_reads(tok):
         "a red circle, a blue square and a cross"
     )
     assert tok.known_text("zorp blorg") == ""
+    assert tok.known_text("Zorp, a red circle") == "a red circle"  # no mark left at the start
+    assert (
+        tok.known_text("a red circle, zorp, and a blue square") == "a red circle, and a blue square"
+    )
 
 
 @settings(max_examples=200, deadline=None)
