@@ -190,9 +190,12 @@ class Dalle:
         tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s))
         return _only(self._run(tokens, [(ids, s, notes)], rows=self.grid, previews=previews))
 
-    def generate_batch_stream(self, parts: Sequence[Part], **settings) -> Iterator[list[Progress]]:
+    def generate_batch_stream(
+        self, parts: Sequence[Part], previews: bool = True, **settings
+    ) -> Iterator[list[Progress]]:
         """Samples the candidates of several prompts in one pass: after each sampled row, one `Progress` per part
-        (previews of its candidates); in the last, each part's results are all its candidates, best first.
+        (previews of its candidates, or none if not `previews`); in the last, each part's results are all its
+        candidates, best first.
 
         `settings` (temperature, top_k, top_p, guidance, as in `Settings`) are shared; each part sets its own
         prompt, candidates and seed. A part's images are those of `generate_stream(part.prompt,
@@ -213,7 +216,7 @@ class Dalle:
         tokens = stream(
             self.transformer, text.to(self.device), len(text), _params(jobs[0][1]), blocks=blocks
         )
-        return self._run(tokens, jobs, rows=self.grid, previews=True)
+        return self._run(tokens, jobs, rows=self.grid, previews=previews)
 
     def complete(
         self,
@@ -367,13 +370,16 @@ class Dalle:
         for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet: a row at a time
             done += 1
             if done < rows:
-                if previews:  # rows not sampled yet are gray
-                    images = np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
-                    seconds = time.perf_counter() - t0
-                    yield [
-                        Progress(list(part), done, rows, seconds=seconds, notes=notes)
-                        for part, (_, _, notes) in zip(images, jobs, strict=True)
-                    ]
+                seconds = time.perf_counter() - t0
+                images = (  # rows not sampled yet are gray
+                    np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
+                    if previews
+                    else [[] for _ in jobs]
+                )
+                yield [
+                    Progress(list(part), done, rows, seconds=seconds, notes=notes)
+                    for part, (_, _, notes) in zip(images, jobs, strict=True)
+                ]
                 continue
             images = np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
             updates = []

@@ -629,9 +629,12 @@ class ImagesAPI:
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
         results = await self._run(
-            request, lambda: self.scheduler.generate_stream(body.prompt, **self._settings(body.n))
+            request,
+            lambda: self.scheduler.generate_stream(
+                body.prompt, previews=False, **self._settings(body.n)
+            ),
         )
-        return self._answer(request, results, body)
+        return await self._answer(request, results, body)
 
     async def edits(self, request: Request, form: Annotated[EditRequest, File()]) -> ImagesResponse:
         """POST /v1/images/edits (multipart)."""
@@ -679,7 +682,7 @@ class ImagesAPI:
                 given, form.prompt, region=region, **self._settings(form.n)
             ),
         )
-        return self._answer(request, results, form)
+        return await self._answer(request, results, form)
 
     async def models(self) -> ModelList:
         """GET /v1/models."""
@@ -753,12 +756,15 @@ class ImagesAPI:
         except ValueError as e:
             raise APIError(400, str(e)) from None
 
-    def _answer(
+    async def _answer(
         self, request: Request, results: list[Result], fields: ImageRequest
     ) -> ImagesResponse:
+        """The response: the results as PNGs (encoded in a worker thread: a 1024 px one takes a while), as URLs or
+        base64."""
+        side = SIZES[fields.size]
+        pngs = await run_in_threadpool(lambda: [png_bytes(enlarge(r.image, side)) for r in results])
         data = []
-        for result in results:
-            png = png_bytes(enlarge(result.image, SIZES[fields.size]))
+        for png in pngs:
             if fields.response_format == "b64_json":
                 data.append(ImageData(b64_json=base64.b64encode(png).decode("ascii")))
             else:

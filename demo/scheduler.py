@@ -67,6 +67,7 @@ class _Request:
     chunks: deque[Callable[[], Iterator[list[Progress]]] | Part]  # not run yet
     shared: dict | None  # the settings a pass shares, None for a completion (it runs alone)
     rows: int  # token rows per chunk
+    previews: bool  # whether its updates carry previews
     submitted: float = field(default_factory=time.monotonic)
     updates: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     served: int = 0
@@ -140,8 +141,9 @@ class Scheduler:
         with self._turns:
             return len(self._requests)
 
-    def generate_stream(self, prompt: str, **settings) -> Ticket:
-        """`Dalle.generate_stream`, scheduled."""
+    def generate_stream(self, prompt: str, previews: bool = True, **settings) -> Ticket:
+        """`Dalle.generate_stream`, scheduled; without `previews` the updates before the last have none (the
+        passes it is in decode them only for requests that want them)."""
         s = Settings(**settings)
         self.model.check_prompt(prompt)
         shared = {k: getattr(s, k) for k in ("temperature", "top_k", "top_p", "guidance")}
@@ -149,7 +151,7 @@ class Scheduler:
             Part(prompt, size, chunk_seed(s.seed, i))
             for i, size in enumerate(self._sizes(s.candidates))
         )
-        return self._submit(_Request(prompt, s, chunks, shared, self.model.grid))
+        return self._submit(_Request(prompt, s, chunks, shared, self.model.grid, previews))
 
     def complete_stream(
         self,
@@ -181,7 +183,7 @@ class Scheduler:
         chunks = deque(
             chunk(size, chunk_seed(s.seed, i)) for i, size in enumerate(self._sizes(s.candidates))
         )
-        return self._submit(_Request(prompt, s, chunks, None, self.model.grid - r))
+        return self._submit(_Request(prompt, s, chunks, None, self.model.grid - r, True))
 
     # ---------------------------------------------------------------- the worker
 
@@ -264,7 +266,8 @@ class Scheduler:
         if members[0].shared is None:
             updates = work[0]()
         else:
-            updates = self.model.generate_batch_stream(work, **members[0].shared)
+            previews = any(m.previews for m in members)
+            updates = self.model.generate_batch_stream(work, previews, **members[0].shared)
         try:
             for row in updates:
                 self.rows_done += 1

@@ -144,8 +144,8 @@ def test_a_long_request_delays_a_short_one_by_at_most_one_pass(demo_model):
     print("\n" + "\n".join(f"{p.started:.2f}: {p.seconds:.2f} s, {p.requests}" for p in passes))
     in_long = [p for p in passes if any(label == "a yellow triangle" for label, _ in p.requests)]
     in_short = [p for p in passes if any(label == "a purple cross" for label, _ in p.requests)]
-    assert len(in_long) == 4 and len(in_short) == 1
     assert short_done < long_done
+    assert len(in_long) == 4 and len(in_short) == 1
     ((_, came),) = [r for r in in_short[0].requests if r[0] == "a purple cross"]
     assert in_short[0] is next(
         p for p in passes if p.started >= came
