@@ -10,7 +10,7 @@ Completions (each with an image and a region of its own) run in passes of their 
 The bound: a request waits for the pass running when it comes, then is in the next pass, unless requests that
 have had no chunk yet, came before it and fill that pass (more than `PASS_CANDIDATES // CHUNK - 1` of them),
 or the first of them has other settings. So a 64-candidate request (4 chunks) delays a short one by at most
-one pass.
+one pass (and `GATHER_SECONDS`, which a pass may wait for requests to gather).
 
 A chunk's seed is the request's for the first chunk, so a request of at most `CHUNK` candidates gets the
 images of `Dalle.generate_stream` with the same seed; later chunks get seeds derived from it (`chunk_seed`).
@@ -34,6 +34,9 @@ from dalle_core.settings import MAX_SEED
 CHUNK = 16  # the most candidates of one request in one pass
 PASS_CANDIDATES = 128  # the most candidates in one pass
 HISTORY = 256  # passes kept in `Scheduler.history`
+# when fewer requests wait than the last pass served, the next pass waits up to this long for the clients just
+# answered to send their next requests, so that they share it rather than split into a pass of one and the rest
+GATHER_SECONDS = 0.1
 _SEED_STEP = 0x9E3779B97F4A7C15  # odd: chunk seeds of one request are distinct
 _END = object()  # the last item of a ticket's queue, after its updates (or an exception)
 
@@ -132,6 +135,7 @@ class Scheduler:
         self.rows_done = 0  # token rows sampled, all passes together
         self._requests: list[_Request] = []  # waiting or running, in arrival order
         self._running: list[_Request] = []  # those of the pass being run
+        self._last_pass = 0  # how many requests it served
         self._turns = threading.Condition()
         self._worker: threading.Thread | None = None
 
@@ -219,7 +223,11 @@ class Scheduler:
             with self._turns:
                 while not self._requests:
                     self._turns.wait()
+                self._turns.wait_for(
+                    lambda: len(self._requests) >= self._last_pass, timeout=GATHER_SECONDS
+                )
                 members = self._next_pass()
+                self._last_pass = len(members)
                 self._running = members
                 work = [m.chunks.popleft() for m in members]
             started = time.monotonic()
