@@ -53,12 +53,11 @@ def chunk_seed(seed: int, chunk: int) -> int:
 @dataclass(frozen=True)
 class PassRecord:
     """One pass, as `Scheduler.history` keeps it: when it started (time.monotonic()), how long it took, and its
-    requests as (label, when each was submitted), with the number of candidates it sampled."""
+    requests as (label: the prompt, when each was submitted)."""
 
     started: float
     seconds: float
     requests: list[tuple[str, float]]
-    candidates: int
 
 
 @dataclass(eq=False)
@@ -214,7 +213,7 @@ class Scheduler:
                     f"after {request.rows_done} rows" if request.rows_done else "before it ran"
                 )
             )
-            if not any(running is request for running in self._running):
+            if request not in self._running:
                 self._requests.remove(request)
 
     def _serve(self) -> None:
@@ -246,14 +245,8 @@ class Scheduler:
                             self._requests.remove(m)
                         if not m.closed:
                             m.updates.put(_END)
-            self.history.append(
-                PassRecord(
-                    started,
-                    time.monotonic() - started,
-                    [(m.label, m.submitted) for m in members],
-                    sum(getattr(w, "candidates", 0) for w in work),
-                )
-            )
+            requests = [(m.label, m.submitted) for m in members]
+            self.history.append(PassRecord(started, time.monotonic() - started, requests))
 
     def _next_pass(self) -> list[_Request]:
         """The requests whose next chunks run together next (called under the lock)."""

@@ -112,6 +112,21 @@ def test_a_request_withdrawn_while_waiting_never_runs(demo_model):
 # ------------------------------------------------------------------ a bounded wait
 
 
+def test_requests_with_other_settings_run_in_passes_of_their_own(demo_model):
+    """Requests share a pass only when their sampling settings match (the sampler takes one temperature, top-k,
+    top-p and guidance per call): an unguided request among guided ones is sampled alone."""
+    scheduler = Scheduler(demo_model)
+    long = scheduler.generate_stream("a yellow triangle", n=1, candidates=32, seed=0)
+    next(long)  # its first pass runs
+    unguided = scheduler.generate_stream("a purple cross", n=1, candidates=1, guidance=1.0)
+    guided = scheduler.generate_stream("a red circle", n=1, candidates=1)
+    for ticket in (long, unguided, guided):
+        assert [p.results for p in ticket][-1]
+    passes = [sorted(label for label, _ in p.requests) for p in scheduler.history]
+    assert ["a purple cross"] in passes  # alone: the others are guided
+    assert all(p == ["a purple cross"] for p in passes if "a purple cross" in p)
+
+
 def test_a_long_request_delays_a_short_one_by_at_most_one_pass(demo_model):
     """The app's 64-candidate request (4 chunks of 16, one per pass) is being sampled when a 1-candidate API request
     comes: the short one is in the first pass that starts after it came, so it waited for the pass in flight
