@@ -15,11 +15,18 @@ __all__ = [
     "MAX_CANDIDATES",
     "CheckpointError",
     "Dalle",
+    "Part",
     "Progress",
     "Result",
     "Settings",
 ]
-_LAZY = {"Dalle": "dalle", "Progress": "dalle", "Result": "dalle", "CheckpointError": "checkpoint"}
+_LAZY = {
+    "Dalle": "dalle",
+    "Part": "dalle",
+    "Progress": "dalle",
+    "Result": "dalle",
+    "CheckpointError": "checkpoint",
+}
 
 
 def __getattr__(name: str) -> object:

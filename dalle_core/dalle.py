@@ -8,7 +8,7 @@ return the best first. Streaming variants yield partial images while the rows ar
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +61,15 @@ class Result:
 
     image: np.ndarray  # uint8 (S, S, 3)
     score: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """One prompt's share of `Dalle.generate_batch_stream`: how many candidates, drawn with which seed."""
+
+    prompt: str
+    candidates: int = 16
+    seed: int = 0
 
 
 @dataclass
@@ -186,7 +195,35 @@ class Dalle:
         s = Settings(**settings)
         ids, notes = self.check_prompt(prompt)
         tokens = stream(self.transformer, ids.to(self.device), s.candidates, _params(s))
-        return self._run(tokens, ids, s, notes, rows=self.grid, previews=previews)
+        return _only(self._run(tokens, [(ids, s, notes)], rows=self.grid, previews=previews))
+
+    def generate_batch_stream(
+        self, parts: Sequence[Part], previews: bool = True, **settings
+    ) -> Iterator[list[Progress]]:
+        """Samples the candidates of several prompts in one pass: after each sampled row, one `Progress` per part
+        (previews of its candidates, or none if not `previews`); in the last, each part's results are all its
+        candidates, best first.
+
+        `settings` (temperature, top_k, top_p, guidance, as in `Settings`) are shared; each part sets its own
+        prompt, candidates and seed. A part's images are those of `generate_stream(part.prompt,
+        candidates=part.candidates, seed=part.seed, **settings)`, up to rounding in the batched arithmetic.
+        Input is checked when called (ValueError), not when iterated."""
+        if not parts:
+            raise ValueError("give at least one part to generate")
+        shared = {"temperature", "top_k", "top_p", "guidance"}
+        if set(settings) - shared:
+            raise ValueError(f"each part sets its own {', '.join(sorted(set(settings) - shared))}")
+        jobs = []
+        for part in parts:
+            s = Settings(n=part.candidates, candidates=part.candidates, seed=part.seed, **settings)
+            ids, notes = self.check_prompt(part.prompt)
+            jobs.append((ids, s, notes))
+        text = torch.cat([ids[None].expand(s.candidates, -1) for ids, s, _ in jobs])
+        blocks = [(s.candidates, s.seed) for _, s, _ in jobs]
+        tokens = stream(
+            self.transformer, text.to(self.device), len(text), _params(jobs[0][1]), blocks=blocks
+        )
+        return self._run(tokens, jobs, rows=self.grid, previews=previews)
 
     def complete(
         self,
@@ -240,8 +277,14 @@ class Dalle:
             image=given[0],
             region=(r, c),
         )
-        return self._run(
-            tokens, ids, s, notes, rows=self.grid - r, keep=(pixels, r, c), previews=previews
+        return _only(
+            self._run(
+                tokens,
+                [(ids, s, notes)],
+                rows=self.grid - r,
+                keep=(pixels, r, c),
+                previews=previews,
+            )
         )
 
     def prepare_image(self, image) -> np.ndarray:
@@ -320,38 +363,45 @@ class Dalle:
     def _run(
         self,
         tokens: Iterator[torch.Tensor],
-        ids: torch.Tensor,
-        s: Settings,
-        notes: list[str],
+        jobs: list[tuple[torch.Tensor, Settings, list[str]]],
         rows: int,
         keep: tuple[np.ndarray, int, int] | None = None,
         *,
         previews: bool,
-    ) -> Iterator[Progress]:
-        """Progress after each sampled row (images decoded only if `previews`), then the ranked results."""
+    ) -> Iterator[list[Progress]]:
+        """Progress of each job (prompt ids, settings, notes; their candidates in this order in `tokens`) after each
+        sampled row (images decoded only if `previews`), then the ranked results."""
         t0 = time.perf_counter()
         done = 0
-        for grids in (
-            tokens
-        ):  # (candidates, grid, grid), -1 where not sampled yet; all candidates a row at a time
+        splits = [s.candidates for _, s, _ in jobs]
+        for grids in tokens:  # (candidates, grid, grid), -1 where not sampled yet: a row at a time
             done += 1
             if done < rows:
-                if previews:  # rows not sampled yet are gray
-                    images = self._decode(grids, keep)
-                    yield Progress(
-                        list(images), done, rows, seconds=time.perf_counter() - t0, notes=notes
-                    )
-                continue
-            images = self._decode(grids, keep)
-            with torch.inference_mode(), autocast(self.device, self.bf16):
-                scores = (
-                    self.clip.score(to_float(images).to(self.device), ids.to(self.device))
-                    .float()
-                    .cpu()
+                seconds = time.perf_counter() - t0
+                images = (  # rows not sampled yet are gray
+                    np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
+                    if previews
+                    else [[] for _ in jobs]
                 )
-            order = torch.argsort(scores, descending=True)[: s.n].tolist()
-            results = [Result(images[i], float(scores[i])) for i in order]
-            yield Progress(list(images), done, rows, results, time.perf_counter() - t0, notes)
+                yield [
+                    Progress(list(part), done, rows, seconds=seconds, notes=notes)
+                    for part, (_, _, notes) in zip(images, jobs, strict=True)
+                ]
+                continue
+            images = np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
+            updates = []
+            for part, (ids, s, notes) in zip(images, jobs, strict=True):
+                with torch.inference_mode(), autocast(self.device, self.bf16):
+                    scores = (
+                        self.clip.score(to_float(part).to(self.device), ids.to(self.device))
+                        .float()
+                        .cpu()
+                    )
+                order = torch.argsort(scores, descending=True)[: s.n].tolist()
+                results = [Result(part[i], float(scores[i])) for i in order]
+                seconds = time.perf_counter() - t0
+                updates.append(Progress(list(part), done, rows, results, seconds, notes))
+            yield updates
 
     def _decode(self, grids: torch.Tensor, keep: tuple[np.ndarray, int, int] | None) -> np.ndarray:
         """Images (B, S, S, 3) of grids (B, g, g) with -1 where not sampled yet: rows below the last
@@ -371,6 +421,12 @@ class Dalle:
             out[:, y:, x:] = images[:, y:, x:]
             images = out
         return images
+
+
+def _only(updates: Iterator[list[Progress]]) -> Iterator[Progress]:
+    """The progress of a run with one job."""
+    for (update,) in updates:
+        yield update
 
 
 def _last(progress: Iterator[Progress]) -> Progress:

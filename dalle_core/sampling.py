@@ -14,9 +14,10 @@ Callers may wrap calls in ``torch.autocast``: the linear layers then run in the 
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -65,10 +66,15 @@ def stream(
     *,
     image: torch.Tensor | None = None,
     region: tuple[int, int] | None = None,
+    blocks: Sequence[tuple[int, int]] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Samples n image token grids for a caption, yielding progress after each image row.
 
     text: padded text ids (T,) or (1, T) shared by all candidates, or (n, T).
+    blocks: (count, seed) of consecutive runs of candidates (counts summing to n), each drawn from a random
+    generator of its own, so that a block's tokens are those of a call for its rows alone with that seed (up
+    to rounding in the batched arithmetic); None is one block of n with ``params.seed``. This is how the
+    candidates of several requests (rows of different captions) share one call.
     image, region: for completion, the given image tokens ((N,), (grid, grid), or the same with
     a leading batch dim of 1 or n) and the (row, col) of the top-left corner of the rectangle to
     regenerate: the tokens with row >= row and col >= col are sampled, all others are copied
@@ -103,7 +109,18 @@ def stream(
     )
     ids = ids.repeat(copies, 1)  # (copies*n, T+1+N): the stream inputs, then the last image token
     ids[n:, :T] = cfg.pad_id  # unconditional rows
-    return _fill(model, ids, n, params, r0, c0)
+    blocks = [(n, params.seed)] if blocks is None else _check_blocks(blocks, n)
+    return _fill(model, ids, n, params, r0, c0, blocks)
+
+
+def _check_blocks(blocks: Sequence[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """The (count, seed) blocks as a list; ValueError unless the counts are ints >= 1 summing to n."""
+    blocks = [tuple(b) for b in blocks]
+    if not all(len(b) == 2 and _is_int(b[0]) and b[0] >= 1 and _is_int(b[1]) for b in blocks):
+        raise ValueError(f"blocks must be (count >= 1, seed) pairs of ints, got {blocks!r}")
+    if sum(count for count, _ in blocks) != n:
+        raise ValueError(f"the blocks' counts must sum to n = {n}, got {blocks!r}")
+    return blocks
 
 
 def check_region(region: object, grid: int) -> tuple[int, int]:
@@ -133,12 +150,20 @@ def generate(
 
 
 def _fill(
-    model: DalleTransformer, ids: torch.Tensor, n: int, params: SamplingParams, r0: int, c0: int
+    model: DalleTransformer,
+    ids: torch.Tensor,
+    n: int,
+    params: SamplingParams,
+    r0: int,
+    c0: int,
+    blocks: list[tuple[int, int]],
 ) -> Iterator[torch.Tensor]:
     """Samples the cells (r >= r0, c >= c0) of the streams ids (rows, T+1+N) in place, row by row."""
     cfg = model.config
     grid, T = cfg.grid, cfg.text_len
-    generator = torch.Generator(device=ids.device).manual_seed(params.seed)
+    generators = [
+        (count, torch.Generator(device=ids.device).manual_seed(seed)) for count, seed in blocks
+    ]
     top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
     first = r0 * grid + c0  # the first sampled token; position T+j predicts token j
     step = None
@@ -148,25 +173,25 @@ def _fill(
         with _inference(model):
             for j in range(max(r * grid, first), (r + 1) * grid):
                 if step is None:
-                    step, logits = _prefill(model, ids[:, : T + j + 1], n)
+                    step, logits = _prefill(model, ids[:, : T + j + 1])
                 else:
                     logits = step(ids[:, T + j], T + j)
                 if j % grid >= c0:  # in the rectangle: sample it (else it is given)
-                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generator).repeat(
+                    ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generators).repeat(
                         len(ids) // n
                     )
         yield ids[:n, T + 1 :].view(n, grid, grid).clone()
 
 
-def _prefill(
-    model: DalleTransformer, prefix: torch.Tensor, n: int
-) -> tuple[DecodeStep, torch.Tensor]:
+def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[DecodeStep, torch.Tensor]:
     """The decoding step after the prefix ids (rows, p), and the image logits (rows, V) at its end.
 
-    Where each half of the rows (the conditional and the unconditional ones) shares one prefix (one caption, one
-    given image), the prefix is computed and kept once per half."""
-    halves = prefix.unflatten(0, (-1, n))  # (copies, n, p)
-    group = n if bool((halves == halves[:, :1]).all()) else 1  # consecutive rows sharing a prefix
+    Consecutive rows with equal prefixes (the candidates of one caption, the unconditional rows) form runs, and
+    the prefix is computed and kept once per group of g rows, g the greatest common divisor of the runs' lengths
+    (n for the candidates of one caption; a request's rows when requests of equal sizes share the call)."""
+    starts = (prefix[1:] != prefix[:-1]).any(1).nonzero().flatten().add(1).tolist()
+    bounds = [0, *starts, len(prefix)]
+    group = math.gcd(*(end - start for start, end in pairwise(bounds)))
     cache = model.new_cache(len(prefix) // group, room=prefix.shape[1])
     h = model.forward_stream(prefix[::group], 0, cache)[:, -1]  # (U, C)
     step = DecodeStep(model, _compute_dtype(model), cache, len(prefix))
@@ -174,9 +199,14 @@ def _prefill(
 
 
 def _pick(
-    logits: torch.Tensor, n: int, params: SamplingParams, top_k: int, generator: torch.Generator
+    logits: torch.Tensor,
+    n: int,
+    params: SamplingParams,
+    top_k: int,
+    generators: list[tuple[int, torch.Generator]],
 ) -> torch.Tensor:
-    """Samples one token per candidate (n,) from image logits (copies*n, V)."""
+    """Samples one token per candidate (n,) from image logits (copies*n, V), each block of (count, generator)
+    candidates with its own generator."""
     logits = logits.float()
     if len(logits) > n:
         cond, uncond = logits[:n], logits[n:]
@@ -190,9 +220,13 @@ def _pick(
     if params.top_p < 1:
         probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
     # torch.multinomial's draw of one sample (the same exponential race and random stream), without its checks
-    choice = probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(
-        -1, keepdim=True
-    )  # (n, 1)
+    race = torch.cat(
+        [
+            probs.new_empty(count, probs.shape[1]).exponential_(generator=generator)
+            for count, generator in generators
+        ]
+    )
+    choice = probs.div_(race).argmax(-1, keepdim=True)  # (n, 1)
     return (choice if index is None else index.gather(1, choice)).view(-1)
 
 

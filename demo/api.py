@@ -15,9 +15,11 @@ Routes (under /v1; answering JSON in OpenAI's shapes, but for the image files):
 
 Each returned image is the best of ``api_candidates`` samples (at least ``n``) by the scorer. Exception
 handlers answer every error as ``{"error": {"message", "type", "param", "code"}}`` with a 4xx/5xx status,
-which both the current and the 0.28 `openai` clients turn into their exceptions. Model calls go through a
-`ModelGate` (one at a time, first come first served, a bounded waiting room) and stop between two token
-rows when the client disconnects; an optional `RateLimit` bounds each client's requests per minute.
+which both the current and the 0.28 `openai` clients turn into their exceptions. Model calls go through the
+`demo.scheduler.Scheduler` the app shares (concurrent requests sampled together, a bounded wait for each), at
+most `max_waiting` + 1 API requests at once (`Admission`), and are withdrawn when the client disconnects
+(while sampling, after the token row being sampled); an optional `RateLimit` bounds each client's requests per
+minute.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import numpy as np
@@ -63,9 +66,10 @@ from dalle_core import DEFAULTS, MAX_CANDIDATES
 from dalle_core.images import enlarge
 
 from .media import MAX_IMAGE_PIXELS, center_square, native_pixels, png_bytes
+from .scheduler import Cancelled, Scheduler, Ticket
 
-if TYPE_CHECKING:  # not at run time: importing the facade's module loads torch
-    from dalle_core import Dalle, Progress, Result
+if TYPE_CHECKING:
+    from dalle_core import Progress, Result
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,9 +92,10 @@ MAX_IMAGE_BYTES = 4 * 2**20  # per uploaded file, as OpenAI's edits
 MAX_JSON_BYTES = 2**20
 MAX_FORM_BYTES = 2 * MAX_IMAGE_BYTES + 2**16  # an image, a mask and the text fields
 FORM_LIMITS = {"max_files": 4, "max_fields": 64}  # parts of an edit's multipart form
-MAX_WAITING = 4  # API requests waiting for the model (beside the running one); more get 429 at once
+MAX_WAITING = (
+    16  # API requests at the model beyond one (sampled together or waiting); more get 429 at once
+)
 BUSY_RETRY_SECONDS = 5  # the Retry-After of that 429
-GATE_POLL_SECONDS = 0.05  # how often a waiting call looks whether its client is still there
 
 
 # ------------------------------------------------------------------ requests and responses
@@ -349,55 +354,35 @@ def _given(value: Any) -> str:
 
 
 class Busy(Exception):
-    """Raised by `ModelGate.run` when too many calls already wait for the model."""
+    """Raised by `Admission.enter` when the API already has its most requests at the model."""
 
 
-class Cancelled(Exception):
-    """Raised by `ModelGate.run` and the API's model calls when the request's client went away."""
+class Admission:
+    """At most `limit` API requests at the model (sampled or waiting in the `Scheduler`) at once; `enter` refuses
+    more with `Busy`, so the API answers 429 at once rather than letting clients wait without bound."""
 
-
-class ModelGate:
-    """Runs model calls one at a time, first come first served; when `max_waiting` calls already wait, refuses
-    with `Busy`. So a call that gets in waits for at most `max_waiting` others (and the one running).
-
-    A call given a `stop` event leaves the queue when it is set (its client disconnected) and raises `Cancelled`.
-    """
-
-    def __init__(self, max_waiting: int = MAX_WAITING):
-        self.max_waiting = max_waiting
-        self._turns = threading.Condition()
-        self._queue: deque[object] = (
-            deque()
-        )  # the running call first, then the waiting ones in arrival order
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
 
     @property
     def busy(self) -> int:
-        """How many calls run or wait: 0 when the model is free."""
-        with self._turns:
-            return len(self._queue)
+        """How many API requests are at the model."""
+        return self._count
 
-    def run(self, fn: Callable[[], T], stop: threading.Event | None = None) -> T:
-        """Call `fn` once the calls that came before are done (blocks: call it from a worker thread)."""
-        ticket = object()
-        with self._turns:
-            if len(self._queue) > self.max_waiting:
+    @contextmanager
+    def enter(self) -> Iterator[None]:
+        """Hold one of the places for the `with` block; `Busy` when none is free."""
+        with self._lock:
+            if self._count >= self.limit:
                 raise Busy
-            self._queue.append(ticket)
-            try:
-                while self._queue[0] is not ticket or (stop is not None and stop.is_set()):
-                    if stop is not None and stop.is_set():
-                        raise Cancelled("before it ran: it left the queue")
-                    self._turns.wait(GATE_POLL_SECONDS if stop is not None else None)
-            except BaseException:
-                self._queue.remove(ticket)
-                self._turns.notify_all()
-                raise
+            self._count += 1
         try:
-            return fn()
+            yield
         finally:
-            with self._turns:
-                self._queue.popleft()
-                self._turns.notify_all()
+            with self._lock:
+                self._count -= 1
 
 
 class RateLimit:
@@ -495,16 +480,17 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_api(
-    model: Dalle,
+    scheduler: Scheduler,
     api_key: str | None = None,
     api_candidates: int = DEFAULTS.candidates,
     max_waiting: int = MAX_WAITING,
     rate_limit: int | None = None,
 ) -> FastAPI:
-    """The Images API as a FastAPI app to mount at `API_PREFIX`; its `state.model_gate` is the `ModelGate`.
+    """The Images API as a FastAPI app to mount at `API_PREFIX`, sampling through `scheduler`; its
+    `state.admission` is its `Admission`.
 
     `api_key` (if any) is required as a Bearer token; each image is the best of `api_candidates` samples; when
-    `max_waiting` requests already wait for the model, more get 429; `rate_limit` (if any) is the most image
+    `max_waiting` + 1 requests are already at the model, more get 429; `rate_limit` (if any) is the most image
     requests a client (an IP address) may make per minute.
     """
     if not 1 <= api_candidates <= MAX_CANDIDATES:
@@ -512,7 +498,8 @@ def create_api(
             f"api_candidates must be between 1 and {MAX_CANDIDATES}, got {api_candidates}"
         )
     limit = RateLimit(rate_limit) if rate_limit else None
-    images = ImagesAPI(model, api_key, api_candidates, ModelGate(max_waiting), FileStore(), limit)
+    admission = Admission(max_waiting + 1)
+    images = ImagesAPI(scheduler, api_key, api_candidates, admission, FileStore(), limit)
     api = FastAPI(
         title="Laptop DALL·E Images API",
         version="1",
@@ -524,7 +511,7 @@ def create_api(
         strict_content_type=False,  # a JSON body without a Content-Type is read as JSON, as before
         description="OpenAI-compatible image generation and editing; see demo/README.md.",
     )
-    api.state.model_gate = images.gate
+    api.state.admission, api.state.scheduler = admission, scheduler
     api.add_middleware(Gatekeeper, api_key=api_key)
     for exception, handler in (
         (APIError, _answer_api_error),
@@ -628,22 +615,26 @@ class ImagesAPI:
 
     def __init__(
         self,
-        model: Dalle,
+        scheduler: Scheduler,
         api_key: str | None,
         api_candidates: int,
-        gate: ModelGate,
+        admission: Admission,
         files: FileStore,
         rate_limit: RateLimit | None = None,
     ):
-        self.model, self.api_key, self.api_candidates = model, api_key, api_candidates
-        self.gate, self.files, self.rate_limit = gate, files, rate_limit
+        self.scheduler, self.model = scheduler, scheduler.model
+        self.api_key, self.api_candidates = api_key, api_candidates
+        self.admission, self.files, self.rate_limit = admission, files, rate_limit
 
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
         results = await self._run(
-            request, lambda: self.model.generate_stream(body.prompt, **self._settings(body.n))
+            request,
+            lambda: self.scheduler.generate_stream(
+                body.prompt, previews=False, **self._settings(body.n)
+            ),
         )
-        return self._answer(request, results, body)
+        return await self._answer(request, results, body)
 
     async def edits(self, request: Request, form: Annotated[EditRequest, File()]) -> ImagesResponse:
         """POST /v1/images/edits (multipart)."""
@@ -687,11 +678,11 @@ class ImagesAPI:
         )  # an enlarged model-size image goes back pixel for pixel
         results = await self._run(
             request,
-            lambda: self.model.complete_stream(
+            lambda: self.scheduler.complete_stream(
                 given, form.prompt, region=region, **self._settings(form.n)
             ),
         )
-        return self._answer(request, results, form)
+        return await self._answer(request, results, form)
 
     async def models(self) -> ModelList:
         """GET /v1/models."""
@@ -733,15 +724,19 @@ class ImagesAPI:
         """Facade settings for n images: the best n of max(api_candidates, n) samples, a fresh random seed."""
         return {"n": n, "candidates": max(self.api_candidates, n), "seed": secrets.randbelow(2**31)}
 
-    async def _run(
-        self, request: Request, stream: Callable[[], Iterator[Progress]]
-    ) -> list[Result]:
-        """The results of a streaming model call, run in a worker thread through the gate, stopped between two
-        token rows (or taken out of the queue) if the client disconnects; the facade's ValueErrors become 400s."""
-        stop = threading.Event()
-        watch = asyncio.ensure_future(_set_on_disconnect(request, stop))
+    async def _run(self, request: Request, start: Callable[[], Ticket]) -> list[Result]:
+        """The results of a scheduled model call (`start` submits it), waited for in a worker thread and withdrawn
+        if the client disconnects (at once while it waits, after the token row being sampled while it runs); the
+        facade's ValueErrors become 400s."""
         try:
-            return await run_in_threadpool(self.gate.run, lambda: _results(stream(), stop), stop)
+            with self.admission.enter():
+                ticket = await run_in_threadpool(start)
+                watch = asyncio.ensure_future(_close_on_disconnect(request, ticket))
+                try:
+                    return await run_in_threadpool(_results, ticket)
+                finally:
+                    watch.cancel()
+                    ticket.close()
         except Busy:
             raise APIError(
                 429,
@@ -760,15 +755,16 @@ class ImagesAPI:
             raise APIError(499, "The client closed the connection.", code="client_closed") from None
         except ValueError as e:
             raise APIError(400, str(e)) from None
-        finally:
-            watch.cancel()
 
-    def _answer(
+    async def _answer(
         self, request: Request, results: list[Result], fields: ImageRequest
     ) -> ImagesResponse:
+        """The response: the results as PNGs (encoded in a worker thread: a 1024 px one takes a while), as URLs or
+        base64."""
+        side = SIZES[fields.size]
+        pngs = await run_in_threadpool(lambda: [png_bytes(enlarge(r.image, side)) for r in results])
         data = []
-        for result in results:
-            png = png_bytes(enlarge(result.image, SIZES[fields.size]))
+        for png in pngs:
             if fields.response_format == "b64_json":
                 data.append(ImageData(b64_json=base64.b64encode(png).decode("ascii")))
             else:
@@ -778,24 +774,20 @@ class ImagesAPI:
         return ImagesResponse(created=int(time.time()), data=data)
 
 
-def _results(stream: Iterator[Progress], stop: threading.Event) -> list[Result]:
-    """The ranked results at the end of a streaming model call; `Cancelled` as soon as `stop` is set after a row."""
+def _results(updates: Iterator[Progress]) -> list[Result]:
+    """The ranked results at the end of a model call's updates."""
     results: list[Result] = []
-    try:
-        for progress in stream:
-            if stop.is_set():
-                raise Cancelled(f"after {progress.rows_done} of {progress.rows_total} rows")
-            results = progress.results or results
-    finally:
-        stream.close()  # type: ignore[attr-defined]
+    for progress in updates:
+        results = progress.results or results
     return results
 
 
-async def _set_on_disconnect(request: Request, stop: threading.Event) -> None:
-    """Set `stop` when the client disconnects (the body is read by then: all that can come is the disconnect)."""
+async def _close_on_disconnect(request: Request, ticket: Ticket) -> None:
+    """Withdraw the ticket when the client disconnects (the body is read by then: all that can come is the
+    disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    stop.set()
+    ticket.close()
 
 
 def key_error(authorization: str, api_key: str | None) -> APIError | None:

@@ -19,7 +19,7 @@ import numpy as np
 from gradio.components.image_editor import EditorData, EditorValue
 from PIL import Image
 
-from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Dalle, Progress
+from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Progress
 from dalle_core.images import enlarge
 
 from .media import (
@@ -32,6 +32,7 @@ from .media import (
     outline_region,
     painted_mask,
 )
+from .scheduler import Scheduler, Ticket
 
 EXAMPLE_PROMPTS = [
     "a red circle",
@@ -53,6 +54,7 @@ EDITOR_HEIGHT = (
     DISPLAY_SIZE + 62
 )  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
 BRUSH_COLOR = "#ff00c8"
+MODEL_CONCURRENCY = 16  # app runs at the scheduler at once
 GENERATE, COMPLETE = "Generate", "Complete"
 GENERATING, COMPLETING = "Generating…", "Completing…"
 # Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on. The model's 64 px images
@@ -134,17 +136,19 @@ server answers OpenAI's Images API under `/v1` (see `demo/README.md`).
 """
 
 
-def build_demo(model: Dalle, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
-    """The app's page, calling `model` for everything; `max_candidates` caps the candidates slider."""
+def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr.Blocks:
+    """The app's page, sampling through `scheduler` and calling its model for the rest; `max_candidates` caps the
+    candidates slider."""
+    model = scheduler.model
     if not 1 <= max_candidates <= MAX_CANDIDATES:
         raise ValueError(
             f"max_candidates must be between 1 and {MAX_CANDIDATES}, got {max_candidates}"
         )
-    h = Handlers(model)
+    h = Handlers(scheduler)
     model_lock = {
         "concurrency_id": "model",
-        "concurrency_limit": 1,
-    }  # one model run at a time from the UI
+        "concurrency_limit": MODEL_CONCURRENCY,
+    }  # app runs at the scheduler at once (it samples them together); more wait in Gradio's queue
     quiet = {"show_progress": "hidden"}  # no progress overlays: a status line says what is going on
     with gr.Blocks(title="Laptop DALL·E", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -507,8 +511,8 @@ def model_card_summary(card: Path, checkpoint: Path) -> str:
 class Handlers:
     """The app's callbacks. Each takes widget values and returns (or yields) widget updates."""
 
-    def __init__(self, model: Dalle):
-        self.model = model
+    def __init__(self, scheduler: Scheduler):
+        self.scheduler, self.model = scheduler, scheduler.model
         self._folder = tempfile.TemporaryDirectory(prefix="dalle-demo-")  # removed with this object
         self.pngs = PngFolder(self._folder.name)
 
@@ -568,7 +572,7 @@ class Handlers:
         settings = self._settings(
             candidates, show, temperature, top_k, top_p, guidance, seed, random_seed
         )
-        stream = _user_errors(lambda: self.model.generate_stream(prompt, **settings))
+        stream = _user_errors(lambda: self.scheduler.generate_stream(prompt, **settings))
         yield from self._show(stream, settings, prompt)
 
     def complete(
@@ -600,7 +604,7 @@ class Handlers:
         )
         image = self._pixels(background)
         stream = _user_errors(
-            lambda: self.model.complete_stream(image, prompt, region=region, **settings)
+            lambda: self.scheduler.complete_stream(image, prompt, region=region, **settings)
         )
         yield from self._show(stream, settings, prompt)
 
@@ -701,9 +705,16 @@ class Handlers:
             "seed": random.randrange(2**31) if random_seed else _whole(seed, "seed"),
         }
 
-    def _show(self, stream: Iterator[Progress], settings: dict, prompt: str) -> Iterator[tuple]:
-        """Gallery updates from a facade stream: previews while sampling, then the ranked results, each checked
-        against the prompt. The status line is the only progress shown (notes on the prompt are under it)."""
+    def _show(self, stream: Ticket, settings: dict, prompt: str) -> Iterator[tuple]:
+        """Gallery updates from a scheduled request, which is withdrawn if this generator is closed early."""
+        try:
+            yield from self._updates(stream, settings, prompt)
+        finally:  # Gradio closes this generator when its client cancels or goes away: withdraw the request
+            stream.close()
+
+    def _updates(self, stream: Iterator[Progress], settings: dict, prompt: str) -> Iterator[tuple]:
+        """Previews while sampling, then the ranked results, each checked against the prompt. The status line is
+        the only progress shown (notes on the prompt are under it)."""
         seed = settings["seed"]
         for p in stream:
             if p.results is None:
@@ -713,7 +724,7 @@ class Handlers:
                 ]
                 yield (
                     previews,
-                    f"Sampling row {p.rows_done} of {p.rows_total} for {len(p.previews)} candidates…",
+                    f"Sampling row {p.rows_done} of {p.rows_total} for {settings['candidates']} candidates…",
                     seed,
                     [],
                     None,

@@ -17,6 +17,7 @@ from dalle_core import DEFAULTS, MAX_CANDIDATES, Dalle
 from .api import API_PREFIX, MAX_WAITING, create_api
 from .app import CSS, build_demo
 from .media import refuse_huge_images
+from .scheduler import Scheduler
 
 MAX_UPLOAD = "10mb"  # for the app's uploads; the API has its own limits
 QUEUE_SIZE = 16  # app requests waiting for the model beyond this are refused
@@ -36,12 +37,14 @@ def create_app(
     `api_key` guards /v1 (Bearer token); `auth` (user, password) guards the app's pages. Each API image is
     the best of `api_candidates` samples; `max_candidates` caps the app's slider; when `max_waiting` API
     requests already wait for the model, more get 429; `rate_limit` is the most API image requests per
-    minute per client (None: no limit). `app.state.model_gate` is the API's `ModelGate`.
+    minute per client (None: no limit). Both front ends sample through one `Scheduler`, `app.state.scheduler`;
+    `app.state.admission` is the API's `Admission`.
     """
     refuse_huge_images()
+    scheduler = Scheduler(model)
     app = FastAPI(title="Laptop DALL·E", docs_url=None, redoc_url=None, openapi_url=None)
-    mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
-    demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
+    mount_api(app, create_api(scheduler, api_key, api_candidates, max_waiting, rate_limit))
+    demo = build_demo(scheduler, max_candidates).queue(max_size=QUEUE_SIZE)
     # the /v1 mount must come before Gradio's at "/", or Gradio answers /v1
     return gr.mount_gradio_app(
         app, demo, path="/", auth=auth, css=CSS, max_file_size=MAX_UPLOAD, footer_links=["api"]
@@ -66,7 +69,8 @@ def launch_shared(
     `.block_thread()` on the Blocks to wait, `.close()` to stop.
     """
     refuse_huge_images()
-    demo = build_demo(model, max_candidates).queue(max_size=QUEUE_SIZE)
+    scheduler = Scheduler(model)
+    demo = build_demo(scheduler, max_candidates).queue(max_size=QUEUE_SIZE)
     app, local_url, share_url = demo.launch(
         share=share,
         server_name=host,
@@ -79,14 +83,15 @@ def launch_shared(
         quiet=True,
     )
     # Gradio's app is already serving: a mount added now comes after its routes, which leave /v1 alone
-    mount_api(app, create_api(model, api_key, api_candidates, max_waiting, rate_limit))
+    mount_api(app, create_api(scheduler, api_key, api_candidates, max_waiting, rate_limit))
     return demo, local_url, share_url
 
 
 def mount_api(app: FastAPI, api: FastAPI) -> None:
     """Serve the Images API app (`demo.api.create_api`) under /v1 of `app`, before anything mounted at "/" later."""
     app.router.routes.append(_Mount(API_PREFIX, app=api))
-    app.state.model_gate = api.state.model_gate
+    app.state.admission = api.state.admission
+    app.state.scheduler = api.state.scheduler
 
 
 class _Mount(Mount):

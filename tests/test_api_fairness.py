@@ -1,23 +1,22 @@
-"""Fair serving on the /v1 API (demo.api), on real servers on loopback driven by the `openai` client: a client
-that disconnects stops its model work (within a token row while it runs, at once while it waits), the model
-serves waiting requests first come first served (so the wait is bounded), and the optional per-client rate limit
-(`dalle-demo --rate-limit N/min`).
+"""Fair serving on the /v1 API (demo.api) and its scheduler (demo.scheduler), on real servers on loopback driven by
+the `openai` client: a client that disconnects stops its model work (within a token row while it runs, at once
+while it waits), a 64-candidate request delays a short one by at most one pass, and the optional per-client rate
+limit (`dalle-demo --rate-limit N/min`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import openai
 import pytest
 from conftest import DEMO_API_KEY, LiveServer
 
-from demo.api import Busy, ModelGate, RateLimit
+from demo.api import RateLimit
+from demo.scheduler import Cancelled, Scheduler
 
 PROMPT = "a red circle above a blue square"
 
@@ -32,8 +31,8 @@ def client(server: LiveServer, timeout: float = 120, **headers: str) -> openai.O
     )
 
 
-def generate(api: openai.OpenAI):
-    return api.images.generate(prompt=PROMPT, n=1, size="64x64", response_format="b64_json")
+def generate(api: openai.OpenAI, prompt: str = PROMPT):
+    return api.images.generate(prompt=prompt, n=1, size="64x64", response_format="b64_json")
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> float:
@@ -45,23 +44,9 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> float:
     return time.perf_counter() - started
 
 
-@contextmanager
-def holding(gate: ModelGate) -> Iterator[None]:
-    """Occupies the model (through the gate, as a request would) while in the `with` block."""
-    release, running = threading.Event(), threading.Event()
-    holder = threading.Thread(target=gate.run, args=(lambda: (running.set(), release.wait(60)),))
-    holder.start()
-    try:
-        assert running.wait(10)
-        yield
-    finally:
-        release.set()
-        holder.join()
-
-
 @pytest.fixture(scope="module")
 def slow_server(demo_model) -> Iterator[LiveServer]:
-    """32 samples per API image (a request takes seconds here), one waiting place."""
+    """32 samples per API image (two chunks: a request takes seconds here), one waiting place."""
     from demo.server import create_app
 
     with LiveServer(
@@ -79,17 +64,17 @@ def test_a_client_that_disconnects_stops_its_model_work_within_a_row(
     slow_server: LiveServer, caplog
 ):
     """The openai client gives up (its timeout) an eighth of the way through a request: the model call stops at
-    the end of the row it is on, and the model is free again long before all the rows would be done."""
+    the end of the row it is on (at most one row after the last one it was handed), long before its 16 rows."""
     caplog.set_level(logging.INFO, logger="demo.api")
-    gate = slow_server.app.state.model_gate
+    scheduler = slow_server.app.state.scheduler
     started = time.perf_counter()
     generate(client(slow_server))
     whole = time.perf_counter() - started  # one request, all its rows
-    assert gate.busy == 0
+    assert scheduler.busy == 0
+    rows_before = scheduler.rows_done
     with pytest.raises(openai.APITimeoutError):
         generate(client(slow_server, timeout=whole / 8))
-    assert gate.busy == 1  # the model is still on it when the client leaves
-    freed = wait_until(lambda: gate.busy == 0, 2 * whole)
+    freed = wait_until(lambda: scheduler.busy == 0, 2 * whole)
 
     def logged() -> list[str]:  # the server logs it once the worker thread has handed back
         return [
@@ -98,44 +83,91 @@ def test_a_client_that_disconnects_stops_its_model_work_within_a_row(
 
     wait_until(logged, 5.0)
     stops = logged()
+    sampled = scheduler.rows_done - rows_before
     print(f"\nwhole request {whole:.2f} s; model free {freed:.2f} s after the client left; {stops}")
-    assert len(stops) == 1 and re.search(
-        r"stopped after [1-7] of 8 rows", stops[0]
-    )  # (the load varies)
-    assert freed < whole / 2  # the rows left would take most of it
+    handed = re.search(r"stopped after (\d+) rows", stops[0])
+    assert len(stops) == 1 and handed, stops
+    assert (
+        sampled <= int(handed.group(1)) + 1 < 16
+    )  # the row it was on when the client left, no more
 
 
-def test_a_client_that_disconnects_while_waiting_leaves_the_queue(slow_server: LiveServer):
-    """While the model is busy, a waiting request whose client leaves gives its place up at once, and never runs."""
-    gate = slow_server.app.state.model_gate
-    with holding(gate):
-        with pytest.raises(openai.APITimeoutError):
-            generate(client(slow_server, timeout=1.0))
-        wait_until(lambda: gate.busy == 1, 1.0)  # only the holder is left
-        # so the one waiting place is free: a new request waits there (it times out) rather than getting 429
-        with pytest.raises(openai.APITimeoutError):
-            generate(client(slow_server, timeout=1.0))
-        wait_until(lambda: gate.busy == 1, 1.0)
-    assert gate.busy == 0  # released: nothing else was left to run
+def test_a_request_withdrawn_while_waiting_never_runs(demo_model):
+    """A request closed before its first pass leaves the queue at once: it is never sampled."""
+    scheduler = Scheduler(demo_model)
+    long = scheduler.generate_stream(PROMPT, n=1, candidates=64, seed=0)
+    next(long)  # its first pass runs
+    short = scheduler.generate_stream("a purple cross", n=1, candidates=1, guidance=1.0, seed=0)
+    short.close()
+    with pytest.raises(Cancelled, match="before it ran"):
+        next(short)
+    assert scheduler.busy == 1
+    results = [p.results for p in long if p.results]
+    assert len(results) == 1 and scheduler.busy == 0
+    assert all(
+        label != "a purple cross" for record in scheduler.history for label, _ in record.requests
+    )
 
 
-# ------------------------------------------------------------------ first come, first served
+# ------------------------------------------------------------------ a bounded wait
 
 
-def test_the_gate_serves_waiting_calls_in_arrival_order():
-    """So a request that gets a waiting place waits for at most `max_waiting` others and the running one."""
-    gate, order = ModelGate(max_waiting=4), []
-    with holding(gate):
-        waiters = []
-        for i in range(4):
-            waiters.append(threading.Thread(target=gate.run, args=(lambda i=i: order.append(i),)))
-            waiters[-1].start()
-            wait_until(lambda i=i: gate.busy == i + 2, 5.0)
-        with pytest.raises(Busy):
-            gate.run(lambda: order.append("refused"))
-    for waiter in waiters:
-        waiter.join(10)
-    assert order == [0, 1, 2, 3] and gate.busy == 0
+def test_requests_with_other_settings_run_in_passes_of_their_own(demo_model):
+    """Requests share a pass only when their sampling settings match (the sampler takes one temperature, top-k,
+    top-p and guidance per call): an unguided request among guided ones is sampled alone."""
+    scheduler = Scheduler(demo_model)
+    long = scheduler.generate_stream("a yellow triangle", n=1, candidates=32, seed=0)
+    next(long)  # its first pass runs
+    unguided = scheduler.generate_stream("a purple cross", n=1, candidates=1, guidance=1.0)
+    guided = scheduler.generate_stream("a red circle", n=1, candidates=1)
+    for ticket in (long, unguided, guided):
+        assert [p.results for p in ticket][-1]
+    passes = [sorted(label for label, _ in p.requests) for p in scheduler.history]
+    assert ["a purple cross"] in passes  # alone: the others are guided
+    assert all(p == ["a purple cross"] for p in passes if "a purple cross" in p)
+
+
+def test_a_long_request_delays_a_short_one_by_at_most_one_pass(demo_model):
+    """The app's 64-candidate request (4 chunks of 16, one per pass) is being sampled when a 1-candidate API request
+    comes: the short one is in the first pass that starts after it came, so it waited for the pass in flight
+    only, and it finishes before the long one."""
+    from gradio_client import Client
+
+    from demo.server import create_app
+
+    app_settings = (
+        64,
+        1,
+        1.0,
+        64,
+        1.0,
+        3.0,
+        7,
+        False,
+    )  # the API's sampling settings: they share passes
+    with LiveServer(create_app(demo_model, api_key=DEMO_API_KEY, api_candidates=1)) as server:
+        scheduler = server.app.state.scheduler
+        app = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+        long = app.submit("a yellow triangle", *app_settings, api_name="/generate")
+        wait_until(lambda: scheduler.rows_done > 0, 60)  # the long request's first pass is running
+        generate(client(server), "a purple cross")
+        short_done = time.monotonic()
+        long.result(timeout=120)
+        long_done = time.monotonic()
+        app.close()
+    passes = list(scheduler.history)
+    print("\n" + "\n".join(f"{p.started:.2f}: {p.seconds:.2f} s, {p.requests}" for p in passes))
+    in_long = [p for p in passes if any(label == "a yellow triangle" for label, _ in p.requests)]
+    in_short = [p for p in passes if any(label == "a purple cross" for label, _ in p.requests)]
+    assert short_done < long_done
+    assert len(in_long) == 4 and len(in_short) == 1
+    ((_, came),) = [r for r in in_short[0].requests if r[0] == "a purple cross"]
+    assert in_short[0] is next(
+        p for p in passes if p.started >= came
+    )  # the first pass after it came
+    assert (
+        in_short[0] is not in_long[-1]
+    )  # so the long one had a pass left when the short one was done
 
 
 # ------------------------------------------------------------------ rate limits

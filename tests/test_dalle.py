@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dalle_core import DEFAULT_CHECKPOINT, Dalle, Settings
+from dalle_core import DEFAULT_CHECKPOINT, Dalle, Part, Settings
 from dalle_core.checkpoint import CheckpointError
 from dalle_core.world import render, sample, scene_for
 
@@ -43,6 +43,36 @@ def test_stream_previews_then_results(model):
     first = updates[0].previews[0]
     f = model.vae.config.f
     assert (first[f:] == 200).all()  # rows not sampled yet are shown gray
+
+
+def test_a_batch_of_prompts_gives_each_prompt_its_own_images(model):
+    """Several requests in one pass (different prompts, sizes and seeds, the same prompt twice) give each the images
+    and scores it gets alone with the same seed: each part draws from its own random generator."""
+    parts = [
+        Part("a red circle", 4, seed=1),
+        Part("two blue squares above a green triangle", 4, seed=2),
+        Part("a purple cross", 1, seed=3),
+        Part("a red circle", 2, seed=4),
+    ]
+    updates = list(model.generate_batch_stream(parts, guidance=3.0, top_k=64))
+    assert [len(u) for u in updates] == [len(parts)] * model.grid
+    assert [len(u.previews) for u in updates[0]] == [4, 4, 1, 2]
+    for part, batched in zip(parts, updates[-1], strict=True):
+        alone = model.generate(
+            part.prompt, n=part.candidates, candidates=part.candidates, seed=part.seed, top_k=64
+        )
+        assert len(batched.results) == part.candidates
+        for a, b in zip(alone, batched.results, strict=True):
+            assert np.array_equal(a.image, b.image) and a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_a_batch_refuses_per_part_settings_and_checks_each_part(model):
+    with pytest.raises(ValueError, match="each part sets its own seed"):
+        model.generate_batch_stream([Part("a red circle")], seed=3)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        model.generate_batch_stream([Part("a red circle"), Part(" ")])
+    with pytest.raises(ValueError, match="at least one part"):
+        model.generate_batch_stream([])
 
 
 def test_generate_and_complete_equal_the_streams_last_update(model):

@@ -12,7 +12,6 @@ import base64
 import io
 import json
 import socket
-import threading
 from pathlib import Path
 
 import httpx
@@ -306,22 +305,10 @@ def test_unknown_routes_and_files_are_404(demo_server: LiveServer):
 
 
 def test_busy_model_is_429(demo_server: LiveServer):
-    """The test server lets no API request wait: while the model is busy, another request gets 429 at once."""
-    release, running = threading.Event(), threading.Event()
-
-    def hold():
-        running.set()
-        release.wait(30)
-
-    holder = threading.Thread(target=demo_server.app.state.model_gate.run, args=(hold,))
-    holder.start()
-    try:
-        assert running.wait(10)
+    """The test server lets one API request at the model at a time: while one is there, another gets 429 at once."""
+    with demo_server.app.state.admission.enter():
         response = post(demo_server, "/v1/images/generations", json={"prompt": "a red circle"})
         assert assert_error(response, 429)["code"] == "rate_limit_exceeded"
-    finally:
-        release.set()
-        holder.join()
 
 
 # ------------------------------------------------------------------ server wiring

@@ -1,7 +1,7 @@
 """A bounded load test on loopback: concurrent clients, half through `gradio_client` (the app's /generate
 event) and half through the `openai` package (images.generate), send a fixed number of requests to one
-server with the production limits (`create_app`'s defaults: a Gradio queue of `QUEUE_SIZE`, one model run
-at a time per front end, `max_waiting=4` API requests waiting).
+server with the production limits (`create_app`'s defaults: a Gradio queue of `QUEUE_SIZE`, one scheduler
+sampling concurrent requests together, `max_waiting=16`).
 
 Every request must succeed or get a clear busy answer (HTTP 429 from the API, "queue is full" from
 Gradio); none may fail otherwise or outlast its timeout, and the server must answer afterwards. The
