@@ -430,7 +430,9 @@ def test_long_prompt_note_shows_the_kept_words(sized: tuple[str, Page], tmp_path
         "a small red circle above a large blue square and two green triangles to the left of three yellow "
         "diamonds on a white background"
     )
-    page.fill("#prompt textarea", kept + " please")
+    page.fill(
+        "#prompt textarea", kept + " circle"
+    )  # a known word past the end (an unknown one is left out)
     wait_for_text(page, "#prompt-note", "longer than the model reads")
     assert f"it reads only “{kept}”" in markdown(page, "prompt-note")
     screenshot(page, tmp_path, f"long-prompt-{size}")
