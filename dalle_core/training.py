@@ -4,7 +4,8 @@ Each trainer is a `Task`: it names its model, streams its batches, computes its 
 and validates; this loop adds the rest: AdamW with warm-up and cosine decay, bf16
 autocast, gradient accumulation, a progress bar, a JSON-lines log, and atomic checkpoints
 that `--resume` continues exactly (micro-batch k of rank r always sees batch (seed, r, k)
-and the random seed `stream_seed(seed, r, k)`).
+and the random seed `stream_seed(seed, r, k)`). Ctrl-C or SIGTERM stops a single-process run at the end of
+its current step with a checkpoint of that step, so nothing trained is lost.
 
 Under `torchrun` (`init_distributed`) the loop runs the task's loss through
 DistributedDataParallel: every process draws its own batches (its rank is part of the
@@ -19,6 +20,8 @@ import datetime
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -193,70 +196,79 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     per_step = args.batch_size * args.accum * world
     batches = task.batches(start * args.accum, rank)
     t0, seen = time.time(), 0
-    for step in range(start, args.steps):
-        task.model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
-        opt.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
-        reports: dict[str, int] = {}
-        # Gradient accumulation: `accum` micro-batches, each loss divided by `accum`, so the summed
-        # gradients are those of one batch `accum` times larger. Under DDP only the last micro-batch
-        # all-reduces (`no_sync` on the others), and micro-batch k of rank r is always the same data
-        # and random seed, which is what makes --resume continue exactly.
-        for i in range(args.accum):
-            micro = step * args.accum + i
-            batch = next(batches)
-            torch.manual_seed(
-                stream_seed(args.seed, rank, micro)
-            )  # after the batch: a loader may use torch's RNG
-            last = i == args.accum - 1
-            sync = step_loss.no_sync() if world > 1 and not last else contextlib.nullcontext()
-            with sync:
-                with autocast(device, bf16):
-                    loss, micro_logs = step_loss(batch, step)
-                (loss / args.accum).backward()
-            for k, v in micro_logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-                reports[k] = reports.get(k, 0) + 1
-        logs = {
-            k: v / reports[k] for k, v in sums.items()
-        }  # the mean over the micro-batches that reported it
-        if args.grad_clip:
-            torch.nn.utils.clip_grad_norm_(task.model.parameters(), args.grad_clip)
-        opt.step()
-        seen += per_step
-        done = step + 1
-        if rank != 0:
-            continue
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-        if done % args.log_every == 0 or done == args.steps:
-            rate = seen / max(time.time() - t0, 1e-9)
-            log.write(
-                json.dumps(
-                    {
-                        "step": done,
-                        "samples": done * per_step,
-                        "lr": lr_at(step, args),
-                        "samples_per_s": round(rate, 2),
-                        **logs,
-                    }
+    with _stop_on_signal(world == 1) as stop:
+        for step in range(start, args.steps):
+            task.model.train()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args)
+            opt.zero_grad(set_to_none=True)
+            sums: dict[str, float] = {}
+            reports: dict[str, int] = {}
+            # Gradient accumulation: `accum` micro-batches, each loss divided by `accum`, so the summed
+            # gradients are those of one batch `accum` times larger. Under DDP only the last micro-batch
+            # all-reduces (`no_sync` on the others), and micro-batch k of rank r is always the same data
+            # and random seed, which is what makes --resume continue exactly.
+            for i in range(args.accum):
+                micro = step * args.accum + i
+                batch = next(batches)
+                torch.manual_seed(
+                    stream_seed(args.seed, rank, micro)
+                )  # after the batch: a loader may use torch's RNG
+                last = i == args.accum - 1
+                sync = step_loss.no_sync() if world > 1 and not last else contextlib.nullcontext()
+                with sync:
+                    with autocast(device, bf16):
+                        loss, micro_logs = step_loss(batch, step)
+                    (loss / args.accum).backward()
+                for k, v in micro_logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                    reports[k] = reports.get(k, 0) + 1
+            logs = {
+                k: v / reports[k] for k, v in sums.items()
+            }  # the mean over the micro-batches that reported it
+            if args.grad_clip:
+                torch.nn.utils.clip_grad_norm_(task.model.parameters(), args.grad_clip)
+            opt.step()
+            seen += per_step
+            done = step + 1
+            if rank != 0:
+                continue
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+            if done % args.log_every == 0 or done == args.steps:
+                rate = seen / max(time.time() - t0, 1e-9)
+                log.write(
+                    json.dumps(
+                        {
+                            "step": done,
+                            "samples": done * per_step,
+                            "lr": lr_at(step, args),
+                            "samples_per_s": round(rate, 2),
+                            **logs,
+                        }
+                    )
+                    + "\n"
                 )
-                + "\n"
-            )
-            log.flush()
-        if done % args.val_every == 0 or done == args.steps:
-            task.model.eval()
-            with torch.no_grad():
-                metrics = task.validate(done, out)
-            log.write(json.dumps({"step": done, "samples": done * per_step, "val": metrics}) + "\n")
-            log.flush()
-            bar.write(
-                f"[{task.name} step {done}] " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            )
-        if done % args.ckpt_every == 0 or done == args.steps:
-            save_training(out, done, {task.name: task.model}, opt, {"metrics": metrics})
+                log.flush()
+            if done % args.val_every == 0 or done == args.steps:
+                task.model.eval()
+                with torch.no_grad():
+                    metrics = task.validate(done, out)
+                log.write(
+                    json.dumps({"step": done, "samples": done * per_step, "val": metrics}) + "\n"
+                )
+                log.flush()
+                bar.write(
+                    f"[{task.name} step {done}] "
+                    + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                )
+            if done % args.ckpt_every == 0 or done == args.steps or stop.is_set():
+                save_training(out, done, {task.name: task.model}, opt, {"metrics": metrics})
+            if stop.is_set():
+                bar.close()
+                log.close()
+                print(f"{task.name}: stopped at step {done}; --resume continues the run in {out}")
+                raise KeyboardInterrupt
     bar.close()
     task.model.eval()
     spread = replica_spread(task.model) if world > 1 else 0.0
@@ -270,6 +282,32 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         task.export(out)
     barrier()  # nobody moves on (to the next stage, say) before rank 0 has exported
     return metrics
+
+
+@contextlib.contextmanager
+def _stop_on_signal(enabled: bool) -> Iterator[threading.Event]:
+    """An event that the first SIGINT or SIGTERM sets (the loop then stops after its step); a second SIGINT
+    interrupts at once. Only in the main thread of a single process: DDP ranks must stop at the same step."""
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nstopping after this step and saving a checkpoint (Ctrl-C again stops at once)",
+            flush=True,
+        )
+
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def replica_spread(model: torch.nn.Module) -> float:

@@ -1,6 +1,8 @@
 """The discrete VAE: shapes, the relaxation, determinism, training, exact resume, clear load errors."""
 
 import json
+import os
+import signal
 from dataclasses import replace
 
 import pytest
@@ -170,6 +172,43 @@ def test_resume_continues_exactly(tmp_path):
         _task(resumed, seed=99, recipe=recipe), resumed
     )  # a different init: everything must come from the checkpoint
     # the log reads as one run's: steps 3 and 4 once each, from the resumed run
+    assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
+
+
+class _SignalledAt(VAETask):
+    """A VAE task that sends its own process `signum` while computing the loss of step `at`."""
+
+    def __init__(self, *args, at: int, signum: int, **kw):
+        super().__init__(*args, **kw)
+        self.at, self.signum = at, signum
+
+    def loss(self, x, step):
+        if step == self.at:
+            os.kill(os.getpid(), self.signum)
+        return super().loss(x, step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_continues_exactly(
+    tmp_path, signum
+):
+    """Ctrl-C (or a SIGTERM) mid-run finishes the step, checkpoints it although no checkpoint was due, and
+    leaves the previous handler in place; --resume then continues as if never stopped."""
+    recipe = VAERecipe(val_images=8)
+    straight = _args(tmp_path / "a", steps=5)
+    train(_task(straight, recipe=recipe), straight)
+    stopped = _args(tmp_path / "b", steps=5)
+    torch.manual_seed(0)
+    task = _SignalledAt(
+        DiscreteVAE(TINY), ShapesWorld(32), stopped, recipe, faithful=False, at=2, signum=signum
+    )
+    handler = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt):
+        train(task, stopped)
+    assert (tmp_path / "b" / "latest").read_text() == "step-0000003"
+    assert signal.getsignal(signum) is handler
+    resumed = _args(tmp_path / "b", steps=5, resume=True)
+    train(_task(resumed, seed=99, recipe=recipe), resumed)
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
 
 
