@@ -22,7 +22,7 @@ from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
 from .judge import parse
 from .sampling import SamplingParams, check_region, stream
-from .settings import DEFAULT_CHECKPOINT, Settings
+from .settings import DEFAULT_CHECKPOINT, SHARED_SETTINGS, Settings
 from .text import TextTokenizer
 from .transformer import load_transformer
 from .vae import DiscreteVAE, VAEConfig
@@ -204,15 +204,15 @@ class Dalle:
         (previews of its candidates, or none if not `previews`); in the last, each part's results are all its
         candidates, best first.
 
-        `settings` (temperature, top_k, top_p, guidance, as in `Settings`) are shared; each part sets its own
+        `settings` (those of `SHARED_SETTINGS`, as in `Settings`) are shared; each part sets its own
         prompt, candidates and seed. A part's images are those of `generate_stream(part.prompt,
         candidates=part.candidates, seed=part.seed, **settings)`, up to rounding in the batched arithmetic.
         Input is checked when called (ValueError), not when iterated."""
         if not parts:
             raise ValueError("give at least one part to generate")
-        shared = {"temperature", "top_k", "top_p", "guidance"}
-        if set(settings) - shared:
-            raise ValueError(f"each part sets its own {', '.join(sorted(set(settings) - shared))}")
+        if set(settings) - set(SHARED_SETTINGS):
+            own = sorted(set(settings) - set(SHARED_SETTINGS))
+            raise ValueError(f"each part sets its own {', '.join(own)}")
         jobs = []
         for part in parts:
             s = Settings(n=part.candidates, candidates=part.candidates, seed=part.seed, **settings)

@@ -16,6 +16,8 @@ MAX_SEED = 2**63 - 1
 TEMPERATURE_RANGE = (0.01, 100.0)
 TOP_P_RANGE = (1e-6, 1.0)
 GUIDANCE_RANGE = (1.0, 100.0)
+# the settings that requests sampled together in one pass must share (each keeps its prompt, candidates, seed)
+SHARED_SETTINGS = ("temperature", "top_k", "top_p", "guidance")
 
 
 def shipped_assets() -> Path:

@@ -97,15 +97,19 @@ class TextTokenizer:
 
     def known_text(self, text: str) -> str:
         """The text without its unknown words, normalised: "A red zorp circle." -> "a red circle"; a mark
-        they leave with no word before it goes too: "Zorp, a red circle" -> "a red circle"."""
+        they leave with no word before it goes too: "Zorp, a red circle" -> "a red circle", and so does the space
+        before a mark: "a red circle zorp, a blue square" -> "a red circle, a blue square"."""
         text = normalise(text)
         kept, end, after_word = [], 0, False
         for m in _WORD.finditer(text):
             is_word = m[0][0].isalnum()
             keep = m[0] in self.words and (is_word or after_word)
-            kept += [text[end : m.start()], m[0] if keep else " "]
+            kept += [text[end : m.start()], m[0] if keep else "\0"]
             after_word, end = (is_word if keep else after_word), m.end()
-        return normalise("".join(kept) + text[end:])
+        joined = re.sub(
+            r"\s*\0\s*(?=[^\w\s])", "", "".join(kept) + text[end:]
+        )  # "circle zorp," -> "circle,"
+        return normalise(joined.replace("\0", " "))
 
     def save(self, directory: str | Path) -> None:
         """Write `text.json` (length and known words), then `tokenizer.json` (the BPE), each atomically:

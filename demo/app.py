@@ -277,36 +277,16 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
             h.prompt_note, edit_prompt, edit_note, queue=False, api_visibility="private", **quiet
         )
 
-        # Generate and Complete: the button shows that the model is busy (and takes no second click) until the
-        # run ends, however it ends (Gradio 6.31 runs a `.then` only after a success); Enter in the prompt
-        # presses the button.
         gen_outputs = [gallery, gen_status, gen_settings[SEED], results, selected]
-        run = generate_button.click(
-            h.busy(GENERATING),
-            None,
-            [generate_button, gen_status],
-            queue=False,
-            api_visibility="private",
-            **quiet,
-        )
-        run = run.then(
+        run_on_click(
+            generate_button,
+            gen_status,
+            (GENERATE, GENERATING),
             h.generate,
             [prompt, *gen_settings],
             gen_outputs,
-            api_name="generate",
-            **quiet,
-            **model_lock,
-        )
-        run.then(
-            h.ready(GENERATE), None, generate_button, queue=False, api_visibility="private", **quiet
-        )
-        run.failure(
-            h.failed(GENERATE),
-            None,
-            [generate_button, gen_status],
-            queue=False,
-            api_visibility="private",
-            **quiet,
+            "generate",
+            model_lock,
         )
         prompt.submit(None, js=press("generate"))
         gallery.select(h.select, None, selected, queue=False, api_visibility="private")
@@ -353,33 +333,16 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
             edit_results,
             edit_selected,
         ]
-        run = complete_button.click(
-            h.busy(COMPLETING),
-            None,
-            [complete_button, complete_status],
-            queue=False,
-            api_visibility="private",
-            js=SHOW_EDIT_RESULTS,
-            **quiet,
-        )
-        run = run.then(
+        run_on_click(
+            complete_button,
+            complete_status,
+            (COMPLETE, COMPLETING),
             h.complete,
             [editor, edit_prompt, mode, row, col, *edit_settings],
             edit_outputs,
-            api_name="complete",
-            **quiet,
-            **model_lock,
-        )
-        run.then(
-            h.ready(COMPLETE), None, complete_button, queue=False, api_visibility="private", **quiet
-        )
-        run.failure(
-            h.failed(COMPLETE),
-            None,
-            [complete_button, complete_status],
-            queue=False,
-            api_visibility="private",
-            **quiet,
+            "complete",
+            model_lock,
+            js=SHOW_EDIT_RESULTS,
         )
         edit_prompt.submit(None, js=press("complete"))
         edit_gallery.select(h.select, None, edit_selected, queue=False, api_visibility="private")
@@ -391,6 +354,35 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
             **quiet,
         ).success(None, js=SHOW_EDITOR)
     return demo
+
+
+def run_on_click(
+    button: gr.Button,
+    status: gr.Markdown,
+    labels: tuple[str, str],
+    fn: Callable,
+    inputs: list,
+    outputs: list,
+    api_name: str,
+    lock: dict,
+    js: str | None = None,
+) -> None:
+    """Wire `button` to the model call `fn`. The button, disabled and labelled `labels[1]`, shows that the model
+    is at work (and takes no second click) until the run ends, however it ends (Gradio 6.31 runs a `.then` only
+    after a success); then it is enabled with its own label `labels[0]`, and after an error (whose message says
+    why) the status line is cleared of the run's progress."""
+    label, working = labels
+    quiet = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
+    busy = button.click(
+        lambda: (gr.Button(working, interactive=False), "Waiting for the model…"),
+        None,
+        [button, status],
+        js=js,
+        **quiet,
+    )
+    run = busy.then(fn, inputs, outputs, api_name=api_name, show_progress="hidden", **lock)
+    run.then(lambda: gr.Button(label, interactive=True), None, button, **quiet)
+    run.failure(lambda: (gr.Button(label, interactive=True), ""), None, [button, status], **quiet)
 
 
 def press(elem_id: str) -> str:
@@ -545,19 +537,6 @@ class Handlers:
                 "the rest has no effect."
             )
         return "  \n".join(lines)
-
-    def busy(self, label: str) -> Callable[[], tuple]:
-        """An event callback: the button, disabled, says that the model is at work; the status line says so."""
-        return lambda: (gr.Button(label, interactive=False), "Waiting for the model…")
-
-    def ready(self, label: str) -> Callable[[], gr.Button]:
-        """An event callback: the button, enabled again with its own label."""
-        return lambda: gr.Button(label, interactive=True)
-
-    def failed(self, label: str) -> Callable[[], tuple]:
-        """An event callback after a run that stopped with an error (whose message says why): the button
-        enabled again, and the status line cleared of the run's progress."""
-        return lambda: (gr.Button(label, interactive=True), "")
 
     def generate(
         self,

@@ -29,7 +29,7 @@ import numpy as np
 
 from dalle_core import Settings
 from dalle_core.dalle import Dalle, Part, Progress, Result
-from dalle_core.settings import MAX_SEED
+from dalle_core.settings import MAX_SEED, SHARED_SETTINGS
 
 CHUNK = 16  # the most candidates of one request in one pass
 PASS_CANDIDATES = 128  # the most candidates in one pass
@@ -76,28 +76,32 @@ class _Request:
     rows_done: int = 0  # as its last progress said
     closed: bool = False
     done: list[Result] = field(default_factory=list)  # every candidate of the chunks run
+    images: list[np.ndarray] = field(
+        default_factory=list
+    )  # ... and their images, in candidate order
 
     def progress(self, update: Progress) -> Progress:
-        """This request's progress from the update of its chunk in the pass running: the chunk's previews, and once
-        the last chunk is done, the ranked results of all (with every candidate's image as previews)."""
+        """This request's progress from the update of its chunk in the pass running: the images of its finished
+        chunks, then the running chunk's previews; once the last chunk is done, the ranked results of all (with
+        every candidate's image as previews)."""
         count = len(self.chunks) + 1  # chunks left, counting the running one
         rows_total = (self.served + count) * self.rows
         self.rows_done = self.served * self.rows + update.rows_done
         seconds = time.monotonic() - self.submitted
-        if update.results is None or count > 1:
-            self.done += update.results or []
-            return Progress(
-                update.previews, self.rows_done, rows_total, None, seconds, update.notes
-            )
-        candidates = self.done + update.results
-        best = sorted(candidates, key=lambda r: r.score, reverse=True)[: self.settings.n]
-        images = [r.image for r in candidates]
-        return Progress(images, self.rows_done, rows_total, best, seconds, update.notes)
+        previews = self.images + update.previews if update.previews else []
+        if update.results is None:
+            return Progress(previews, self.rows_done, rows_total, None, seconds, update.notes)
+        self.done += update.results
+        self.images = previews  # a chunk's last update previews all its candidates, in their order
+        if count > 1:
+            return Progress(previews, self.rows_done, rows_total, None, seconds, update.notes)
+        best = sorted(self.done, key=lambda r: r.score, reverse=True)[: self.settings.n]
+        return Progress(previews, self.rows_done, rows_total, best, seconds, update.notes)
 
 
 class Ticket(Iterator[Progress]):
-    """A request in the scheduler. Iterating it gives its `Progress`: after each sampled row, previews of the
-    candidates of the chunk being sampled (all of them for a request of one chunk), and rows done of all its
+    """A request in the scheduler. Iterating it gives its `Progress`: after each sampled row, previews of its
+    candidates so far (the finished chunks' images, then those being sampled), and rows done of all its
     chunks' rows; the best `n` results last. `close()` withdraws it: at once while it waits, after the row being
     sampled while it runs (its pass stops there if no other request is in it); iterating it then raises
     `Cancelled`."""
@@ -149,7 +153,7 @@ class Scheduler:
         passes it is in decode them only for requests that want them)."""
         s = Settings(**settings)
         self.model.check_prompt(prompt)
-        shared = {k: getattr(s, k) for k in ("temperature", "top_k", "top_p", "guidance")}
+        shared = {k: getattr(s, k) for k in SHARED_SETTINGS}
         chunks = deque(
             Part(prompt, size, chunk_seed(s.seed, i))
             for i, size in enumerate(self._sizes(s.candidates))

@@ -109,6 +109,19 @@ def test_a_request_withdrawn_while_waiting_never_runs(demo_model):
     )
 
 
+def test_previews_of_a_chunked_request_keep_the_finished_chunks(demo_model):
+    """A request of more candidates than a chunk previews every candidate so far: the finished chunks' images,
+    then the running chunk's previews, so the app's "candidate 17" is the seventeenth candidate."""
+    scheduler = Scheduler(demo_model, chunk=4)
+    updates = list(scheduler.generate_stream(PROMPT, n=6, candidates=6, top_k=8, seed=3))
+    rows = demo_model.grid
+    first, second, last = updates[rows - 1], updates[rows], updates[-1]
+    assert [len(u.previews) for u in (updates[0], first, second)] == [4, 4, 6]
+    assert all((a == b).all() for a, b in zip(first.previews, second.previews[:4], strict=True))
+    assert all((a == b).all() for a, b in zip(first.previews, last.previews[:4], strict=True))
+    assert second.rows_done == rows + 1 and second.rows_total == 2 * rows
+
+
 # ------------------------------------------------------------------ a bounded wait
 
 

@@ -134,6 +134,12 @@ def test_unknown_words_are_left_out_of_the_text_generation_reads(tok):
     assert (
         tok.known_text("a red circle, zorp, and a blue square") == "a red circle, and a blue square"
     )
+    # no space left before a mark: the ids are those of the text typed without the word
+    said = "a red circle zorp, a blue square"
+    assert tok.known_text(said) == "a red circle, a blue square"
+    assert torch.equal(
+        tok.encode(tok.known_text(said))[0], tok.encode("a red circle, a blue square")[0]
+    )
 
 
 @settings(max_examples=200, deadline=None)
