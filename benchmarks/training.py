@@ -115,7 +115,6 @@ def main() -> None:
             tok,
             args(r.transformer_batch),
             TransformerRecipe(val_samples=1),
-            judge=False,
         )
         clip_task = ClipTask(
             make_clip(tok, r.image_size, **r.clip),

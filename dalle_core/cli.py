@@ -196,7 +196,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         a.seed,
         a.threads,
         a.workers,
-        judge=data == "shapes",
+        judge=data in ("shapes", "shapes2"),
         accum=a.accum,
         init=Path(a.init) if a.init else None,
     )

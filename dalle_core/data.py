@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from . import world, world2
 from .images import stack, to_square
+from .layouts import caption_of_layout
+from .world import caption_of
 
 VAL_BASE = 1_000_000_000  # world scenes with seeds from here on are held out for validation
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -40,6 +42,10 @@ class Source(Protocol):
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]: ...
 
     def captions(self, n: int) -> list[str]: ...
+
+    def judged_captions(self, n: int) -> list[str]:
+        """The captions that images generated for the first n validation captions are judged against."""
+        ...
 
 
 @dataclass
@@ -65,6 +71,9 @@ class ShapesWorld:
     def captions(self, n: int) -> list[str]:
         rng = random.Random(0)
         return [world.sample_scene(rng)[1] for _ in range(n)]
+
+    def judged_captions(self, n: int) -> list[str]:
+        return [caption for _, caption in self.validation(n)]
 
 
 @dataclass
@@ -94,6 +103,14 @@ class ShapesWorld2:
 
     def captions(self, n: int) -> list[str]:
         return [world2.sample2(i, self.size).caption for i in range(n)]
+
+    def judged_captions(self, n: int) -> list[str]:
+        """The canonical caption of each validation draw (the evaluator reads no paraphrases)."""
+        draws = (world2.sample2(VAL_BASE + i, self.size) for i in range(n))
+        return [
+            caption_of(s.expectation) if s.kind == "scene" else caption_of_layout(s.said)
+            for s in draws
+        ]
 
 
 class DatasetError(ValueError):
@@ -178,6 +195,9 @@ class ImageFolder:
 
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]:
         return [(self._load(p), lines[0]) for p, lines in self.val[:n]]
+
+    def judged_captions(self, n: int) -> list[str]:
+        return [lines[0] for _, lines in self.val[:n]]
 
     def captions(self, n: int) -> list[str]:
         return [line for _, lines in self.train for line in lines][:n]

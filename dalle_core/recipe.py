@@ -162,7 +162,7 @@ class Run:
     seed: int = 0
     threads: int = 0
     workers: int = 1
-    judge: bool = True  # world evaluator metrics during validation (shapes world only)
+    judge: bool = True  # world evaluator metrics during validation (shapes worlds only)
     accum: int = 1  # micro-batches per optimizer step
     init: Path | None = (
         None  # a checkpoint directory whose weights (and tokenizer) the stages start from
@@ -327,7 +327,7 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
             tok,
             args,
             r.transformer_recipe,
-            judge=run.judge,
+            judged=source.judged_captions(r.transformer_recipe.val_samples) if run.judge else None,
         )
         train(task, args)
         exported = ("transformer", "transformer")

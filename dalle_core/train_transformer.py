@@ -138,15 +138,17 @@ class TransformerTask:
         tokenizer: TextTokenizer,
         args: TrainArgs,
         recipe: TransformerRecipe,
-        judge: bool = True,
+        judged: list[str] | None = None,
     ):
-        self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judge = (
+        """`judged`: the captions that images sampled for the validation captions are judged against, in their
+        order (`Source.judged_captions`); None: no judging (a folder of your own)."""
+        self.model, self.vae, self.tokenizer, self.args, self.recipe, self.judged = (
             model,
             vae,
             tokenizer,
             args,
             recipe,
-            judge,
+            judged,
         )
         made_with = read_json(tokens.with_suffix(".json"))
         if (
@@ -189,17 +191,16 @@ class TransformerTask:
                 )
             losses.append(image_loss.item())
         metrics = {"val_image_loss": float(np.mean(losses))}
-        prompts = SAMPLE_PROMPTS + self._val_captions(self.recipe.val_samples - len(SAMPLE_PROMPTS))
+        k = max(self.recipe.val_samples - len(SAMPLE_PROMPTS), 0)
+        prompts = SAMPLE_PROMPTS + [self.tokenizer.decode(t) for t in self.val_text[:k]]
         images = [self.sample(p, seed=j) for j, p in enumerate(prompts)]
-        if self.judge:
+        if self.judged is not None:
+            judged = SAMPLE_PROMPTS + self.judged[:k]
             metrics["val_pass"] = float(
-                np.mean([judge_image(im, p)[0] for im, p in zip(images, prompts)])
+                np.mean([judge_image(im, c)[0] for im, c in zip(images, judged, strict=True)])
             )
         grid(images[:16], prompts[:16], cols=8, scale=2).save(out / f"samples-{step:07d}.png")
         return metrics
-
-    def _val_captions(self, n: int) -> list[str]:
-        return [self.tokenizer.decode(t) for t in self.val_text[: max(n, 0)]]
 
     @torch.no_grad()
     def sample(self, prompt: str, seed: int) -> np.ndarray:

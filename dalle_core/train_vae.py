@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import save_model
-from .data import Source, batch_loader, validation_batch
+from .data import ShapesWorld2, Source, batch_loader, validation_batch
 from .device import autocast
 from .figures import grid
 from .images import to_uint8
 from .judge import parse, scenes_match
 from .training import TrainArgs
 from .vae import DiscreteVAE
+from .vae_report import vae_report
 
 
 @dataclass
@@ -44,6 +45,9 @@ class VAERecipe:
         20.0  # extra weight of pixels on a colour boundary, where shapes differ (0 = none)
     )
     val_images: int = 512
+    val_report: int = (
+        100  # second edition: held-out images of each kind judged per validation (`vae_report`)
+    )
 
 
 def cosine(t: float, start: float, end: float) -> float:
@@ -198,7 +202,12 @@ class VAETask:
         perplexity, used = codebook_stats(tokens, self.model.config.codebook)
         metrics = {"psnr": psnr(recon, x), "perplexity": perplexity, "codes_used": used}
         originals, recons = to_uint8(x), to_uint8(recon)
-        if self.faithful:
+        if self.faithful and isinstance(
+            self.source, ShapesWorld2
+        ):  # the tokenizer's bar, kind by kind
+            rows, _ = vae_report(self.model, self.recipe.val_report, progress=None)
+            metrics.update({f"faithful_{r.kind}": r.faithful for r in rows})
+        elif self.faithful:
             metrics["faithful"] = faithfulness(originals, recons)
         pairs = [img for a, b in zip(originals[:16], recons[:16]) for img in (a, b)]
         grid(pairs, cols=8, scale=2).save(out / f"recon-{step:07d}.png")

@@ -80,6 +80,7 @@ def vae_report(
     """The report's rows for `n` held-out images of each kind that fits the VAE's image size, and the
     share of the codebook the encoder used on all of them."""
     W, used, rows = vae.config.image_size, torch.zeros(vae.config.codebook, dtype=torch.bool), []
+    device = next(vae.parameters()).device
     for kind in (k for k in kinds if fits(k, W)):
         verdicts, squared = [], 0.0
         starts = range(0, n, batch)
@@ -89,8 +90,8 @@ def vae_report(
             )
             with torch.inference_mode():
                 x = to_float(originals)  # (B, 3, W, W)
-                tokens = vae.encode(x)  # (B, grid*grid)
-                recon = vae.decode(tokens).clamp(0, 1)  # (B, 3, W, W)
+                tokens = vae.encode(x.to(device)).cpu()  # (B, grid*grid)
+                recon = vae.decode(tokens.to(device)).float().clamp(0, 1).cpu()  # (B, 3, W, W)
             used[tokens.unique()] = True
             squared += float(((recon - x) ** 2).sum())
             for a, b in zip(originals, to_uint8(recon), strict=True):

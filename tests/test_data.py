@@ -10,10 +10,12 @@ from dalle_core.data import (
     DatasetError,
     ImageFolder,
     ShapesWorld,
+    ShapesWorld2,
     batch_loader,
     make_batch,
     validation_batch,
 )
+from dalle_core.judge import judge_image
 
 
 def test_batches_are_a_function_of_their_index():
@@ -41,6 +43,16 @@ def test_validation_is_fixed_and_held_out():
     train = {c for _ in range(1) for c in make_batch(src, 64, 0, 0, 0)[1]}
     assert imgs.shape == (8, 3, 64, 64) and len(caps) == 8 and isinstance(Batches(src, 2), Batches)
     del train
+
+
+def test_v2_validation_draws_are_judged_by_canonical_captions_their_images_pass():
+    """The evaluator reads no paraphrases: a v2 validation draw ("DRAW A TINY DIAMOND NEXT TO ...") is judged
+    against its canonical caption, and every draw's own image passes it."""
+    source = ShapesWorld2(96)
+    draws, judged = source.validation(40), source.judged_captions(40)
+    assert any(caption != canonical for (_, caption), canonical in zip(draws, judged))
+    assert all(judge_image(image, canonical)[0] for (image, _), canonical in zip(draws, judged))
+    assert ShapesWorld(64).judged_captions(3) == [c for _, c in ShapesWorld(64).validation(3)]
 
 
 def _folder(tmp_path, n=6):

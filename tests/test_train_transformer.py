@@ -61,9 +61,7 @@ def test_token_cache_and_training(tmp_path):
         bf16=False,
         workers=0,
     )
-    task = TransformerTask(
-        model, path, vae, tok, args, TransformerRecipe(val_samples=8), judge=False
-    )
+    task = TransformerTask(model, path, vae, tok, args, TransformerRecipe(val_samples=8))
     metrics = train(task, args)
     losses = [
         json.loads(line)["loss"]
@@ -144,7 +142,6 @@ def test_the_transformer_refuses_a_token_cache_of_another_vae_or_tokenizer(tmp_p
         tok,
         args,
         TransformerRecipe(val_samples=2),
-        judge=False,
     )
     other = DiscreteVAE(VAEConfig(image_size=32, f=8, codebook=16, widths=(8, 8, 8, 8))).eval()
     with pytest.raises(CheckpointError, match="token cache .* another VAE or tokenizer"):
@@ -155,5 +152,4 @@ def test_the_transformer_refuses_a_token_cache_of_another_vae_or_tokenizer(tmp_p
             tok,
             args,
             TransformerRecipe(val_samples=2),
-            judge=False,
         )

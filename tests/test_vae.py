@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from dalle_core.checkpoint import CheckpointError, load_model, save_model
-from dalle_core.data import ShapesWorld
+from dalle_core.data import ShapesWorld, ShapesWorld2
 from dalle_core.train_vae import VAERecipe, VAETask, edge_mask
 from dalle_core.training import TrainArgs, train
 from dalle_core.vae import DiscreteVAE, VAEConfig
+from dalle_core.vae_report import KINDS
 
 TINY = VAEConfig(image_size=32, f=4, codebook=32, widths=(8, 8, 16))
 
@@ -173,6 +174,16 @@ def test_resume_continues_exactly(tmp_path):
     )  # a different init: everything must come from the checkpoint
     # the log reads as one run's: steps 3 and 4 once each, from the resumed run
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
+
+
+def test_a_second_edition_run_validates_against_the_bar_kind_by_kind(tmp_path):
+    """On the v2 stream the VAE's validation logs the tokenizer bar's measure (`vae_report`) for every kind."""
+    args = _args(tmp_path, steps=1)
+    model = DiscreteVAE(VAEConfig(image_size=96, f=8, codebook=32, widths=(8, 8, 8, 8)))
+    task = VAETask(model, ShapesWorld2(96), args, VAERecipe(val_images=8, val_report=2))
+    metrics = train(task, args)
+    assert {f"faithful_{kind}" for kind in KINDS} <= set(metrics)
+    assert all(0 <= metrics[f"faithful_{kind}"] <= 1 for kind in KINDS)
 
 
 class _SignalledAt(VAETask):
