@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -110,17 +111,22 @@ def cmd_curves(a: argparse.Namespace) -> None:
 
     from .figures import line_chart
 
-    log = a.run / "log.jsonl"
-    if not log.exists():
-        raise SystemExit(f"no training log at {log}")
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    rows = [{**r, **r.get("val", {})} for r in rows]  # training and validation metrics side by side
     series = {}
-    for key in a.keys.split(","):
-        points = [(r["samples"], r[key]) for r in rows if key in r]
-        if not points:
-            raise SystemExit(f"{log} has no {key!r}")
-        series[key] = points
+    common = os.path.commonpath([run.resolve() for run in a.run])
+    for run in a.run:
+        name = run.resolve().relative_to(common).as_posix()  # the part that tells the runs apart
+        log = run / "log.jsonl"
+        if not log.exists():
+            raise SystemExit(f"no training log at {log}")
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = [
+            {**r, **r.get("val", {})} for r in rows
+        ]  # training and validation metrics side by side
+        for key in a.keys.split(","):
+            points = [(r["samples"], r[key]) for r in rows if key in r]
+            if not points:
+                raise SystemExit(f"{log} has no {key!r}")
+            series[f"{name}: {key}" if len(a.run) > 1 else key] = points
     line_chart(series, "training samples seen", a.keys.replace(",", ", ")).save(a.out)
     print(f"wrote {a.out}")
 
@@ -425,10 +431,14 @@ def main(argv: list[str] | None = None) -> None:
     v.set_defaults(func=cmd_eval_vae)
 
     c = sub.add_parser(
-        "curves", help="plot metrics of a training run's log.jsonl against samples seen"
+        "curves",
+        help="plot metrics of training runs' log.jsonl against samples seen (several runs: one chart)",
     )
     c.add_argument(
-        "run", type=Path, help="a run directory (for example checkpoints/shapes/runs/transformer)"
+        "run",
+        type=Path,
+        nargs="+",
+        help="run directories (for example checkpoints/shapes/runs/transformer)",
     )
     c.add_argument("--keys", default="loss", help="comma-separated metrics (default loss)")
     c.add_argument(

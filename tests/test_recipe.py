@@ -76,6 +76,10 @@ def test_curves_of_a_run(tiny, tmp_path):
     assert out.stat().st_size > 1000
     r = dalle("curves", str(tiny / "runs" / "transformer"), "--keys", "nonsense", "--out", str(out))
     assert r.returncode != 0 and "no 'nonsense'" in r.stderr
+    # runs side by side (the learning curves of several sizes, say): one line per run and metric
+    runs = [str(tiny / "runs" / "transformer"), str(tiny / "runs" / "clip")]
+    r = dalle("curves", *runs, "--keys", "loss", "--out", str(out))
+    assert r.returncode == 0 and out.stat().st_size > 1000, r.stderr
 
 
 def test_finished_stages_are_skipped(tiny):
