@@ -185,7 +185,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .recipe import PRESETS, Run, run_stage, train_all
     from .training import init_distributed
 
-    recipe = PRESETS["tiny" if a.tiny else "paper" if a.paper else "shapes2" if a.v2 else "shapes"]
+    if a.tiny and a.paper:
+        raise SystemExit("error: --tiny and --paper are two sizes: choose one")
+    edition = "2" if a.v2 else ""
+    recipe = PRESETS["paper" if a.paper else f"tiny{edition}" if a.tiny else f"shapes{edition}"]
     data = a.data or ("shapes2" if a.v2 else "shapes")
     for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
         if getattr(a, name, None):
@@ -241,10 +244,12 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
             help="'shapes' (the default), 'shapes2' (the default with --v2) or a folder of images "
             "with .txt captions",
         )
-        size = t.add_mutually_exclusive_group()
-        size.add_argument(
-            "--tiny", action="store_true", help="a tiny recipe that finishes in minutes (for CI)"
+        t.add_argument(
+            "--tiny",
+            action="store_true",
+            help="a tiny recipe that finishes in minutes (for CI; with --v2, on the second edition)",
         )
+        size = t.add_mutually_exclusive_group()
         size.add_argument(
             "--paper",
             action="store_true",

@@ -20,7 +20,7 @@ from .checkpoint import CheckpointError, load_model
 from .clip import Clip, load_clip
 from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
-from .judge import parse
+from .judge import judge_image
 from .sampling import SamplingParams, check_region, stream
 from .settings import DEFAULT_CHECKPOINT, SHARED_SETTINGS, Settings
 from .text import TextTokenizer
@@ -36,8 +36,6 @@ from .world import (
     SIZE_WORDS,
     WHERE,
     CaptionError,
-    check,
-    parse_caption,
 )
 
 PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
@@ -340,15 +338,15 @@ class Dalle:
 
     def judge(self, image: np.ndarray, prompt: str) -> tuple[bool, str] | None:
         """Whether a uint8 (S, S, 3) image shows what the prompt says, read off its pixels by the shapes
-        world's judge (`dalle_core.judge`): (True, "ok") or (False, why not). None when the prompt is not a
-        caption of the world's grammar (`world.parse_caption`), the only kind the judge can check.
+        world's judge (`judge.judge_image`: a scene, a triangle's direction, a pair, an analogy, a matrix):
+        (True, "ok") or (False, why not). None when the prompt is not a caption of the world's grammar, the
+        only kind the judge can check.
 
         Unlike `score`, which only ranks candidates for one prompt, this is a plain pass or fail."""
         try:
-            expectation = parse_caption(prompt)
+            return judge_image(image, prompt)
         except CaptionError:
             return None
-        return check(parse(image), expectation)
 
     def score(self, images: list[np.ndarray], prompt: str) -> list[float]:
         """The scorer's similarity of each uint8 image to the prompt (higher is better)."""

@@ -26,6 +26,7 @@ from functools import cache
 from itertools import permutations
 
 import numpy as np
+from PIL import Image
 
 from .normalise import normalise
 from .world import (
@@ -659,3 +660,27 @@ def sample_layout(kind: str, seed: int, W: int = 96) -> LayoutImage:
     check_side(kind, W)
     s = SAMPLERS[kind](random.Random(f"{kind}/{seed}"))
     return LayoutImage(render_layout(s.layout, W), caption_of_layout(s.caption), s)
+
+
+def as_top_half(image: np.ndarray, fill: int = 200) -> np.ndarray:
+    """A pair's canvas (W, W, 3) holding any image (W, W, 3) in its top half: the part unlike the border's colour,
+    centred on that colour, at its own size if it fits in W x W/2 (a pair's objects are as large as a scene's),
+    else scaled down until it does; the bottom half, to be completed, is gray `fill`."""
+    W = image.shape[0]
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])  # (4W, 3)
+    background = np.median(border, axis=0).astype(np.uint8)  # (3,)
+    ys, xs = np.nonzero(np.abs(image.astype(int) - background).sum(-1) > 30)
+    canvas = np.empty_like(image)
+    canvas[:] = background
+    canvas[W // 2 :] = fill
+    if len(ys):
+        content = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]  # (h, w, 3)
+        h, w = content.shape[:2]
+        scale = min(1.0, (W - 2) / w, (W // 2 - 2) / h)  # a pixel of the background around it
+        if scale < 1:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            content = np.asarray(Image.fromarray(content).resize(size, Image.Resampling.BOX))
+            h, w = content.shape[:2]
+        y, x = (W // 2 - h) // 2, (W - w) // 2
+        canvas[y : y + h, x : x + w] = content
+    return canvas

@@ -98,7 +98,7 @@ class Recipe:
 TINY = Recipe(
     captions=2000,
     vae=VAEConfig(widths=(8, 8, 16, 16), codebook=64),
-    vae_recipe=VAERecipe(val_images=32),
+    vae_recipe=VAERecipe(val_images=32, val_report=4),
     vae_steps=30,
     vae_batch=16,
     decoder_steps=10,
@@ -147,7 +147,15 @@ PAPER = Recipe(
 # training took f = 8 past 95% faithful; a 1500-step schedule at 96 px ends blobby, see EXPERIMENTS.md);
 # the transformer's size is v1's until learning curves choose another (the model issue).
 SHAPES2 = Recipe(image_size=96, text_len=40, vae_steps=16_000, decoder_steps=1000)
-PRESETS = {"shapes": Recipe(), "shapes2": SHAPES2, "tiny": TINY, "paper": PAPER}
+# the tiny recipe on the second edition (`dalle train all --tiny --v2`): its sizes, v2's image and text
+TINY2 = replace(TINY, image_size=SHAPES2.image_size, text_len=SHAPES2.text_len)
+PRESETS = {
+    "shapes": Recipe(),
+    "shapes2": SHAPES2,
+    "tiny": TINY,
+    "tiny2": TINY2,
+    "paper": PAPER,
+}
 
 
 @dataclass

@@ -80,9 +80,10 @@ T = TypeVar("T")
 API_PREFIX = "/v1"  # where demo.server mounts this app; the OpenAPI document's paths include it
 MODEL_ID = "laptop-dalle"
 Size = Literal[
-    "64x64", "256x256", "512x512", "1024x1024"
-]  # 64 is the model's own; the rest are enlarged
+    "64x64", "96x96", "256x256", "512x512", "1024x1024"
+]  # 64 or 96 is a model's own (the first edition's or the second's); the rest are enlarged
 SIZES = {size: int(size.partition("x")[0]) for size in get_args(Size)}
+NATIVE = (64, 96)  # the sizes a model is asked for at its own resolution only
 DEFAULT_SIZE: Size = "1024x1024"  # as OpenAI's
 ResponseFormat = Literal["url", "b64_json"]
 RESPONSE_FORMATS: tuple[str, ...] = get_args(ResponseFormat)
@@ -139,7 +140,8 @@ class ImageRequest(BaseModel):
     )
     size: Annotated[Size, BeforeValidator(_absent_is_default)] = Field(
         DEFAULT_SIZE,
-        description="64x64 is the model's own resolution; larger sizes are enlarged with square pixels",
+        description="64x64 or 96x96: the model's own resolution (64 px for the shipped model); 256x256 and "
+        "larger: enlarged with nearest-neighbour pixels",
     )
     response_format: Annotated[ResponseFormat, BeforeValidator(_absent_is_default)] = Field(
         "url",
@@ -628,6 +630,7 @@ class ImagesAPI:
 
     async def generations(self, request: Request, body: ImageRequest) -> ImagesResponse:
         """POST /v1/images/generations."""
+        self._check_size(body.size)
         results = await self._run(
             request,
             lambda: self.scheduler.generate_stream(
@@ -638,6 +641,7 @@ class ImagesAPI:
 
     async def edits(self, request: Request, form: Annotated[EditRequest, File()]) -> ImagesResponse:
         """POST /v1/images/edits (multipart)."""
+        self._check_size(form.size)
         images = [*(form.image or []), *(form.image_list or [])]
         if not images:
             raise APIError(
@@ -683,6 +687,17 @@ class ImagesAPI:
             ),
         )
         return await self._answer(request, results, form)
+
+    def _check_size(self, size: str) -> None:
+        """400 for another model's own resolution (a 96 px model asked for 64x64, say)."""
+        own = self.model.image_size
+        if SIZES[size] in NATIVE and SIZES[size] != own:
+            raise APIError(
+                400,
+                f"This model draws {own}x{own} px images: ask for {own}x{own} (its own resolution) or "
+                "256x256, 512x512 or 1024x1024 (enlarged).",
+                param="size",
+            )
 
     async def models(self) -> ModelList:
         """GET /v1/models."""

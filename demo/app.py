@@ -21,7 +21,9 @@ from PIL import Image
 
 from dalle_core import DEFAULT_CHECKPOINT, DEFAULTS, MAX_CANDIDATES, Progress
 from dalle_core.images import enlarge
+from dalle_core.layouts import as_top_half, completed_region
 
+from .examples import prompts_for, puzzles, scenes, translations
 from .media import (
     DISPLAY_SIZE,
     MAX_IMAGE_PIXELS,
@@ -31,20 +33,10 @@ from .media import (
     native_pixels,
     outline_region,
     painted_mask,
+    shown_size,
 )
 from .scheduler import Scheduler, Ticket
 
-EXAMPLE_PROMPTS = [
-    "a red circle",
-    "two blue squares",
-    "a yellow triangle above a green diamond",
-    "a small pink cross to the left of a large cyan circle",
-    "a purple circle on a black background",
-    "three orange triangles on a gray background",
-]
-EXAMPLE_SCENES = (
-    Path(__file__).resolve().parent.parent / "assets" / "examples"
-)  # scene-*.png + scene-*.txt
 MODEL_CARD = DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md"
 PAINTED, SLIDERS = "painted mask", "sliders"
 SEED = (
@@ -91,7 +83,7 @@ CSS = """
 #region-preview img { width: auto; height: auto; max-width: 100%; object-fit: none; margin: auto; }
 #example-scenes table { width: 100%; table-layout: fixed; }  /* on a phone too: headers and captions wrap */
 #example-scenes th, #example-scenes th * { white-space: normal !important; }
-#example-scenes img { width: 64px; height: 64px; image-rendering: pixelated; }  /* the model's own size */
+#example-scenes img { width: 64px; height: 64px; image-rendering: pixelated; }
 .note { font-size: var(--text-sm); }
 """
 
@@ -168,7 +160,11 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
                     elem_id="prompt",
                 )
                 prompt_note = gr.Markdown(elem_id="prompt-note", elem_classes=["note"])
-                gr.Examples(EXAMPLE_PROMPTS, inputs=prompt, label="Example prompts")
+                gr.Examples(
+                    prompts_for(lambda p: not model.unknown_words(p)),
+                    inputs=prompt,
+                    label="Example prompts",
+                )
                 gen_settings = sampling_controls(max_candidates)
                 generate_button = gr.Button(GENERATE, variant="primary", elem_id="generate")
                 gen_status = gr.Markdown(elem_id="gen-status")
@@ -215,6 +211,17 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
                         )
                         edit_note = gr.Markdown(elem_id="edit-prompt-note", elem_classes=["note"])
                         complete_button = gr.Button(COMPLETE, variant="primary", elem_id="complete")
+                        transforms = [t for t in translations() if h.reads(t)]
+                        with gr.Group(visible=bool(transforms) and h.holds("pair")):
+                            transform = gr.Dropdown(
+                                transforms,
+                                value=transforms[0] if transforms else None,
+                                label="Or ask for a transform of the image",
+                                elem_id="transform",
+                            )
+                            top_half = gr.Button(
+                                "Put the image in the top half", elem_id="top-half", size="sm"
+                            )
                     with gr.Column(min_width=300):
                         region_preview = gr.Image(
                             label="Region to redraw",
@@ -253,14 +260,25 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
                         "Keep editing the selected completion", elem_id="keep-editing"
                     )
                 edit_results, edit_selected = gr.State([]), gr.State(None)
-                scenes = example_scenes()
-                if scenes:
-                    gr.Examples(
-                        scenes,
-                        inputs=[editor, edit_prompt],
-                        label="Example scenes",
-                        elem_id="example-scenes",
-                    ).dataset.click(None, js=SHOW_EDITOR)
+                found = [p for p in puzzles(model.image_size, model.grid) if h.reads(p[2])]
+                if found:  # a model whose grid holds them and who knows their words
+                    shown = gr.Examples(
+                        [
+                            [h.picture(image), text, SLIDERS, *region]
+                            for _, image, text, region in found
+                        ],
+                        inputs=[editor, edit_prompt, mode, row, col],
+                        example_labels=[label for label, *_ in found],
+                        label="Puzzles: a click completes one",
+                        elem_id="puzzles",
+                    )
+                    shown.load_input_event.then(None, js=press("complete"))
+                gr.Examples(
+                    [[h.picture(image), caption] for image, caption in scenes(model.image_size)],
+                    inputs=[editor, edit_prompt],
+                    label="Example scenes",
+                    elem_id="example-scenes",
+                ).dataset.click(None, js=SHOW_EDITOR)
                 edit_settings = sampling_controls(max_candidates)
         with gr.Accordion("About this model", open=False):
             gr.Markdown(
@@ -343,6 +361,13 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
             "complete",
             model_lock,
             js=SHOW_EDIT_RESULTS,
+        )
+        top_half.click(
+            h.top_half,
+            [editor, transform],
+            [editor, edit_prompt, mode, row, col],
+            api_visibility="private",
+            **quiet,
         )
         edit_prompt.submit(None, js=press("complete"))
         edit_gallery.select(h.select, None, edit_selected, queue=False, api_visibility="private")
@@ -468,15 +493,6 @@ def result_gallery(label: str, elem_id: str) -> gr.Gallery:
     )
 
 
-def example_scenes() -> list[list[str]]:
-    """[image path, caption] of the example scenes in assets/examples (written by `python -m demo.examples`)."""
-    scenes = []
-    for png in sorted(EXAMPLE_SCENES.glob("scene-*.png")):
-        caption = png.with_suffix(".txt")
-        scenes.append([str(png), caption.read_text().strip() if caption.exists() else ""])
-    return scenes
-
-
 def model_card_summary(card: Path, checkpoint: Path) -> str:
     """Markdown for the About box: the summary section of the model card, or a note that there is none yet."""
     heading = "### Model card\n"
@@ -508,8 +524,34 @@ class Handlers:
 
     def __init__(self, scheduler: Scheduler):
         self.scheduler, self.model = scheduler, scheduler.model
+        self.shown = shown_size(self.model.image_size)  # the side of the images shown
         self._folder = tempfile.TemporaryDirectory(prefix="dalle-demo-")  # removed with this object
         self.pngs = PngFolder(self._folder.name)
+
+    def picture(self, image: np.ndarray) -> str:
+        """A model-size image as the app shows it (enlarged with square pixels), as a file's path."""
+        return self.pngs.save(enlarge(image, self.shown))
+
+    def reads(self, text: str) -> bool:
+        """Whether the model knows every word of a text (an example's, say)."""
+        return not self.model.unknown_words(text)
+
+    def holds(self, kind: str) -> bool:
+        """Whether a layout's panels fall on the model's token grid."""
+        return completed_region(kind, self.model.grid) is not None
+
+    def top_half(self, editor: dict | None, transform: str) -> tuple:
+        """The editor's image moved into the top half of a pair to complete with `transform` ("the same
+        mirrored on the bottom"): the new image, that prompt, and the bottom half as the region."""
+        background = _background(editor)
+        if background is None:
+            raise _error(
+                "There is no image to transform: upload one, pick an example, or generate one."
+            )
+        image = self.model.prepare_image(self._pixels(background))
+        region = completed_region("pair", self.model.grid)
+        value = {"background": self.picture(as_top_half(image)), "layers": [], "composite": None}
+        return value, transform, SLIDERS, *region
 
     def prompt_note(self, prompt: str) -> str:
         """The one note about a prompt, shown under it as it is typed (empty if there is nothing to say): its
@@ -599,9 +641,8 @@ class Handlers:
         if not results:
             raise _error("There are no results to edit yet: generate some images first.")
         image = results[selected if selected is not None and selected < len(results) else 0]
-        shown = self.pngs.save(enlarge(image, DISPLAY_SIZE))
         return (
-            {"background": shown, "layers": [], "composite": None},
+            {"background": self.picture(image), "layers": [], "composite": None},
             prompt,
             gr.Tabs(selected="edit"),
         )
@@ -629,7 +670,7 @@ class Handlers:
             r, c = self._region(editor, mode, row, col)
         except ValueError as e:
             return (
-                self._preview(background, enlarge(image, DISPLAY_SIZE)),
+                self._preview(background, enlarge(image, self.shown)),
                 gr.skip(),
                 gr.skip(),
                 str(e),
@@ -641,7 +682,13 @@ class Handlers:
             f"Redrawing token rows {r}-{g - 1} and columns {c}-{g - 1} of the {g}x{g} grid: the "
             f"{self.model.image_size - x}x{self.model.image_size - y} px rectangle in the bottom-right corner."
         )
-        return self._preview(background, outline_region(image, (y, x))), r, c, status, note
+        return (
+            self._preview(background, outline_region(image, (y, x), self.shown)),
+            r,
+            c,
+            status,
+            note,
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -717,7 +764,7 @@ class Handlers:
                 continue
             checks = [self.model.judge(r.image, prompt) for r in p.results]
             gallery = [
-                (enlarge(r.image, DISPLAY_SIZE), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
+                (enlarge(r.image, self.shown), f"#{i + 1}{_mark(check)} · score {r.score:.1f}")
                 for i, (r, check) in enumerate(zip(p.results, checks, strict=True))
             ]
             lines = [

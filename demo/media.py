@@ -16,12 +16,21 @@ from PIL import Image, ImageDraw
 from dalle_core.checkpoint import write_bytes
 from dalle_core.images import enlarge
 
-DISPLAY_SIZE = 256  # the app shows the 64 px images 4x larger, with square pixels
+DISPLAY_SIZE = (
+    256  # the app shows a model's images at most this large, with square pixels (`shown_size`)
+)
 REGION_TINT = (255, 0, 200)  # the colour of the outlined region in previews
 CROP_MARGIN = (
     DISPLAY_SIZE // 8
 )  # how much of the cut-off parts of a non-square image `crop_box` shows a side
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest upload the server decodes (app and API): 64 MB as RGBA
+
+
+def shown_size(image_size: int) -> int:
+    """The side at which the app shows a model's images: the largest whole multiple of `image_size` up to
+    `DISPLAY_SIZE` (64 px at 4x, 96 px at 2x), so that every model pixel is a square of screen pixels and
+    an image shown can go back to the model pixel for pixel (`native_pixels`)."""
+    return image_size * max(1, DISPLAY_SIZE // image_size)
 
 
 def refuse_huge_images() -> None:
@@ -106,10 +115,9 @@ def painted_mask(editor_value: dict | None) -> np.ndarray | None:
     return mask
 
 
-def outline_region(
-    image: np.ndarray, top_left: tuple[int, int], size: int = DISPLAY_SIZE
-) -> Image.Image:
-    """The image enlarged, with the rectangle from pixel `top_left` (y, x) to the bottom-right corner outlined."""
+def outline_region(image: np.ndarray, top_left: tuple[int, int], size: int) -> Image.Image:
+    """The image enlarged to `size`, with the rectangle from pixel `top_left` (y, x) to the bottom-right corner
+    outlined."""
     scale = size / image.shape[0]
     y, x = round(top_left[0] * scale), round(top_left[1] * scale)
     base = enlarge(image, size).convert("RGBA")

@@ -19,6 +19,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before the test mo
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 DEMO_API_KEY = "test-key"
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright's own download does not work here
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 class LiveServer:
@@ -91,3 +100,14 @@ def demo_server(demo_model) -> Iterator[LiveServer]:
     )
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium, driven by Playwright (the browser tests' modules skip themselves without it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

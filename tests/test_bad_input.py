@@ -489,11 +489,11 @@ def test_api_refuses_bad_generation_fields(
         ("prompt", True, "prompt must be a string of at most 1000 characters, got True."),
         ("n", [2], "n must be an integer between 1 and 10, got a list: [2]."),
         ("n", "two", "n must be an integer between 1 and 10, got 'two'."),
-        ("size", 256, "size must be one of 64x64, 256x256, 512x512, 1024x1024, got 256."),
+        ("size", 256, "size must be one of 64x64, 96x96, 256x256, 512x512, 1024x1024, got 256."),
         (
             "size",
             {"width": 64},
-            "size must be one of 64x64, 256x256, 512x512, 1024x1024, got an object",
+            "size must be one of 64x64, 96x96, 256x256, 512x512, 1024x1024, got an object",
         ),
         (
             "response_format",
@@ -530,7 +530,7 @@ def test_api_type_errors_name_the_field_and_what_it_takes(
         (
             [("size", (None, "64"))],
             "size",
-            "size must be one of 64x64, 256x256, 512x512, 1024x1024, got '64'.",
+            "size must be one of 64x64, 96x96, 256x256, 512x512, 1024x1024, got '64'.",
         ),
         (
             [("response_format", (None, "png"))],

@@ -222,9 +222,10 @@ def test_openai_028_image_create_edit(demo_server: LiveServer):
         (
             {"prompt": "a red circle", "size": "100x100"},
             "size",
-            "64x64, 256x256, 512x512, 1024x1024",
+            "64x64, 96x96, 256x256, 512x512, 1024x1024",
         ),
         ({"prompt": "a red circle", "size": [64, 64]}, "size", "one of"),
+        ({"prompt": "a red circle", "size": "96x96"}, "size", "ask for 64x64 (its own resolution)"),
         ({"prompt": "a red circle", "response_format": "jpeg"}, "response_format", "b64_json"),
     ],
 )

@@ -20,19 +20,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import LiveServer
+from conftest import CHROMIUM, LiveServer
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TIMEOUT_MS = 60_000
 SIZES = {
     "desktop": (1280, 900, "light"),
@@ -49,14 +40,6 @@ pytestmark = [
         "ignore:.*(no_silent_downcasting|copy keyword)"
     ),  # Gradio's use of pandas
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @contextmanager

@@ -224,7 +224,7 @@ def test_crop_box_frames_the_square_the_model_keeps():
     from demo.media import crop_box, outline_region
 
     square = outline_region(
-        np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), (32, 32)
+        np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), (32, 32), 256
     )
     wide = np.zeros((180, 300, 4), np.uint8)
     wide[..., 1], wide[..., 3] = 200, 255
