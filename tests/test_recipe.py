@@ -353,3 +353,11 @@ def test_the_v2_preset_holds_every_paraphrase_and_puts_every_panel_on_token_cell
     grid = DiscreteVAE(replace(r.vae, image_size=r.image_size)).config.grid
     assert grid == 12
     assert all(completed_region(kind, grid) is not None for kind in LAYOUTS)
+
+
+def test_tiny_and_paper_are_two_sizes(tmp_path):
+    """`--tiny` combines with `--v2` (the tiny recipe on the second edition, tests/test_demo_v2.py trains it),
+    not with `--paper`."""
+    r = dalle("train", "all", "--tiny", "--paper", "--out", str(tmp_path / "x"))
+    assert r.returncode != 0 and "--tiny and --paper are two sizes" in r.stderr
+    assert not (tmp_path / "x").exists()
