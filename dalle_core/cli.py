@@ -195,6 +195,13 @@ def cmd_train(a: argparse.Namespace) -> None:
             recipe = replace(recipe, **{name: getattr(a, name)})
     if a.lr:
         recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
+    if a.transformer_layers or a.transformer_width:
+        layers = a.transformer_layers or recipe.transformer["n_layer"]
+        width = a.transformer_width or recipe.transformer["n_embd"]
+        if width % 32:
+            raise SystemExit(f"error: --transformer-width must be a multiple of 32, got {width}")
+        size = {"n_layer": layers, "n_head": width // 32, "n_embd": width}
+        recipe = replace(recipe, transformer={**size, "attn_masks": ("causal",) * layers})
     init_distributed(a.device)
     run = Run(
         Path(a.out),
@@ -308,6 +315,18 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
             dest="transformer_steps",
             type=positive_int,
             help="override the transformer's training steps",
+        )
+        t.add_argument(
+            "--transformer-layers",
+            dest="transformer_layers",
+            type=positive_int,
+            help="override the transformer's depth (for learning curves at several sizes)",
+        )
+        t.add_argument(
+            "--transformer-width",
+            dest="transformer_width",
+            type=int_at_least(32, "width"),
+            help="override the transformer's width (a multiple of 32: heads of 32 channels)",
         )
         t.add_argument(
             "--clip-steps",

@@ -361,3 +361,22 @@ def test_tiny_and_paper_are_two_sizes(tmp_path):
     r = dalle("train", "all", "--tiny", "--paper", "--out", str(tmp_path / "x"))
     assert r.returncode != 0 and "--tiny and --paper are two sizes" in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_transformer_of_another_size_trains_on_the_same_tokens(tiny, tmp_path):
+    """Learning curves at several sizes: the transformer stage alone, in a directory holding a copy of the
+    tokenizer, the VAE and its token cache, at the depth and width asked for (heads of 32 channels)."""
+    for name in ("tokenizer.json", "text.json", "vae.json", "vae.safetensors", "manifest.json"):
+        shutil.copy(tiny / name, tmp_path / name)
+    (tmp_path / "runs").mkdir()
+    for name in ("tokens.safetensors", "tokens.json"):
+        shutil.copy(tiny / "runs" / name, tmp_path / "runs" / name)
+    size = ["--transformer-layers", "1", "--transformer-width", "64", "--transformer-steps", "2"]
+    r = dalle("train", "transformer", "--tiny", "--out", str(tmp_path), "--workers", "0", *size)
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = read_json(tmp_path / "transformer.json")
+    assert (config["n_layer"], config["n_embd"], config["n_head"]) == (1, 64, 2)
+    r = dalle(
+        "train", "transformer", "--tiny", "--out", str(tmp_path / "x"), "--transformer-width", "48"
+    )
+    assert r.returncode != 0 and "multiple of 32" in r.stderr
