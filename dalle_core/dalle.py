@@ -39,6 +39,9 @@ from .world import (
 )
 
 PARTIAL_GRAY = 200  # pixels of rows not sampled yet, in streamed previews
+# the most rows of a request whose previews are decoded (each decode costs about a tenth of the sampling): every
+# row of an 8-row grid, the first and every second of a 12-row one; the other rows' updates have no previews
+PREVIEWS = 8
 _GLUE = {"to", "the", "of", "in", "on", "at"}
 # how `Dalle.vocabulary` groups the shapes world's words for people, in the order they are listed
 VOCABULARY_GROUPS = {
@@ -186,7 +189,8 @@ class Dalle:
         return _last(self._generate(prompt, settings, previews=False)).results
 
     def generate_stream(self, prompt: str, **settings) -> Iterator[Progress]:
-        """Like `generate`, yielding previews of all candidates after each sampled row; the last yield has results."""
+        """Like `generate`, yielding progress after each sampled row, with previews of all candidates after the first
+        and then after every row or every few rows (at most `PREVIEWS` a request); the last yield has results."""
         return self._generate(prompt, settings, previews=True)
 
     def _generate(self, prompt: str, settings: dict, previews: bool) -> Iterator[Progress]:
@@ -368,7 +372,7 @@ class Dalle:
         previews: bool,
     ) -> Iterator[list[Progress]]:
         """Progress of each job (prompt ids, settings, notes; their candidates in this order in `tokens`) after each
-        sampled row (images decoded only if `previews`), then the ranked results."""
+        sampled row (images decoded only if `previews`, on at most `PREVIEWS` rows), then the ranked results."""
         t0 = time.perf_counter()
         done = 0
         splits = [s.candidates for _, s, _ in jobs]
@@ -378,7 +382,7 @@ class Dalle:
                 seconds = time.perf_counter() - t0
                 images = (  # rows not sampled yet are gray
                     np.split(self._decode(grids, keep), np.cumsum(splits)[:-1])
-                    if previews
+                    if previews and (done == 1 or done % -(-rows // PREVIEWS) == 0)
                     else [[] for _ in jobs]
                 )
                 yield [

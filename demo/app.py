@@ -47,9 +47,6 @@ EDITOR_HEIGHT = (
 )  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
 BRUSH_COLOR = "#ff00c8"
 MODEL_CONCURRENCY = 16  # app runs at the scheduler at once
-# the most preview updates of one request: the 8 rows of a 64 px model each get one, the 12 of a 96 px model
-# every second (each update's images are encoded, sent and fetched by the browser)
-MAX_PREVIEWS = 8
 GENERATE, COMPLETE = "Generate", "Complete"
 GENERATING, COMPLETING = "Generating…", "Completing…"
 # Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on. The model's 64 px images
@@ -747,8 +744,7 @@ class Handlers:
         seed = settings["seed"]
         for p in stream:
             if p.results is None:
-                every = -(-p.rows_total // MAX_PREVIEWS)  # rows per preview (ceiling division)
-                if p.rows_done > 1 and p.rows_done % every:
+                if not p.previews:  # a row the model did not decode
                     continue
                 # native size (1/16 of the pixels to encode per row); the gallery scales them up crisply
                 previews = [

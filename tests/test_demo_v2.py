@@ -120,6 +120,17 @@ def test_images_shown_go_back_to_the_model_pixel_for_pixel(v2_model: Dalle):
     assert shown.shape == (192, 192, 3) and (native_pixels(shown, 96) == image).all()
 
 
+def test_a_12_row_stream_decodes_previews_of_every_second_row(v2_model: Dalle, demo_model: Dalle):
+    """At most `PREVIEWS` (8) decodes of previews a request: every row of the 64 px model's 8, the first and
+    every second of a 96 px model's 12 (the app shows no more); every row still reports its progress."""
+    updates = list(v2_model.generate_stream("a red circle", n=1, candidates=2))
+    assert [u.rows_done for u in updates] == list(range(1, 13))
+    assert [u.rows_done for u in updates if u.previews and u.results is None] == [1, 2, 4, 6, 8, 10]
+    assert updates[-1].results and len(updates[-1].previews) == 2
+    updates = list(demo_model.generate_stream("a red circle", n=1, candidates=2))
+    assert all(len(u.previews) == 2 for u in updates)
+
+
 def test_the_api_completes_a_puzzle_under_a_mask_and_keeps_the_rest(v2_server: LiveServer):
     """An analogy with panel D masked: each image keeps panels A-C and is 96 px, the model's own size; 64x64 is
     refused with the size to ask for."""
