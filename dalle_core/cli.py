@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -37,7 +38,7 @@ def cmd_world(a: argparse.Namespace) -> None:
 
 def cmd_eval(a: argparse.Namespace) -> None:
     from .dalle import Dalle
-    from .report import ALL_CATEGORIES, evaluate, write_report
+    from .report import ALL_CATEGORIES, compare, evaluate, write_report
 
     cats = a.categories.split(",") if a.categories else None
     unknown = set(cats or []) - set(ALL_CATEGORIES)
@@ -45,6 +46,19 @@ def cmd_eval(a: argparse.Namespace) -> None:
         raise SystemExit(
             f"unknown categories {sorted(unknown)}; known: {', '.join(ALL_CATEGORIES)}"
         )
+    shipped = None
+    if a.against:
+        try:
+            shipped = json.loads(a.against.read_text())
+            if shipped["candidates"] != a.candidates:
+                raise SystemExit(
+                    f"error: {a.against} reranks {shipped['candidates']} candidates; run with "
+                    f"--candidates {shipped['candidates']} to compare best-of-N with the same N"
+                )
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(
+                f"error: --against {a.against}: not a `dalle eval` report ({e})"
+            ) from e
     _use_threads(a.threads)
     report = evaluate(
         Dalle(a.checkpoint, a.device),
@@ -54,6 +68,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
         cats,
         samples_dir=a.out / "samples",
     )
+    if shipped is not None:
+        compare(report, shipped, str(a.against))
     write_report(report, a.out)
     print((a.out / "eval.md").read_text())
 
@@ -432,6 +448,12 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--categories", help="comma-separated subset (default: all)")
     e.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default eval/)")
+    e.add_argument(
+        "--against",
+        type=Path,
+        help="the shipped model's eval.json (assets/model_card/eval.json): add whether this model beats it "
+        "in every category and meets the second edition's bars, i.e. whether it ships",
+    )
     _model_options(e)
     e.set_defaults(func=cmd_eval)
 

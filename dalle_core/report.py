@@ -12,11 +12,13 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from .bars import ships, standing
 from .dalle import Dalle
 from .figures import bar_chart, grid, line_chart
 from .judge import judge_image
@@ -122,7 +124,8 @@ def evaluate(
     """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean.
 
     A second-edition category also reports its chance level where the spec gives one, the words of its
-    prompts the model never saw in training, or why it does not apply to the model (its numbers then None).
+    prompts the model never saw in training, or why it does not apply to the model (its numbers then None);
+    phrasing also reports the pass rates of the same trials said in canonical captions (`canonical_best_of_N`).
     """
     categories = categories or list(ALL_CATEGORIES)
     report: dict = {
@@ -157,6 +160,17 @@ def evaluate(
                 passed.append(ok)
                 examples.append((image, f"{'PASS' if ok else 'FAIL'}: {caption}"))
             row[label] = float(np.mean(passed))
+            if (
+                cat == "phrasing"
+            ):  # the same trials said canonically, the measure phrasing is held to
+                notes[f"canonical_{label}"] = float(
+                    np.mean(
+                        [
+                            trial(model, cat, i, cands, seed, canonical=True)[0]
+                            for i in range(per_category)
+                        ]
+                    )
+                )
             if samples_dir is not None:
                 samples_dir.mkdir(parents=True, exist_ok=True)
                 grid(
@@ -225,6 +239,22 @@ def write_report(report: dict, out: Path) -> None:
             "",
             *notes,
         ]
+    if "bars" in report:
+        bars = report["bars"]
+        lines += [
+            "",
+            f"## Against the shipped model ({bars['against']}) and the second edition's bars",
+            "",
+            "| what | this model | target | from | met |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {b['what']} | {_figure(b['value'])} | {_figure(b['target'])} | {b['source']} | "
+                f"{'yes' if b['met'] else '**no**'} |"
+                for b in bars["rows"]
+            ),
+            "",
+            f"**Ships: {'yes' if bars['ships'] else 'no'}** ({bars['why']}).",
+        ]
     (out / "eval.md").write_text(
         f"{report['per_category']} prompts per category, seed {report['seed']}, "
         f"{report['seconds']} s.\n\n" + "\n".join(lines) + "\n"
@@ -237,6 +267,23 @@ def write_report(report: dict, out: Path) -> None:
         },
         "accuracy",
     ).save(out / "categories.png")
+
+
+def compare(report: dict, shipped: dict, against: str) -> None:
+    """Add to a report its standing against the shipped model's report (read from `against`) and the second
+    edition's bars (`bars.standing`), and whether it ships; `write_report` then shows them."""
+    rows = standing(report, shipped)
+    ok, why = ships(report, rows)
+    report["bars"] = {
+        "against": against,
+        "ships": ok,
+        "why": why,
+        "rows": [{**asdict(b), "met": b.met} for b in rows],
+    }
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _plot(report: dict, labels: list[str], path: Path) -> None:

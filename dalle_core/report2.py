@@ -173,14 +173,16 @@ def kept(original: np.ndarray, image: np.ndarray, y: int, x: int) -> bool:
 
 
 def trial(
-    model: Dalle, category: str, i: int, candidates: int, seed: int
+    model: Dalle, category: str, i: int, candidates: int, seed: int, canonical: bool = False
 ) -> tuple[bool, np.ndarray, str]:
-    """Run trial i of a category on the model: (passed, the top image, the prompt)."""
+    """Run trial i of a category on the model: (passed, the top image, the prompt). With `canonical`, the
+    prompt said is the caption judged (for phrasing: the canonical form of the held-out phrasing)."""
     c = case(category, i, seed, model.image_size, model.grid)
+    prompt = c.judged if canonical else c.prompt
     settings = dict(n=1, candidates=candidates, seed=seed * 100_003 + i)
     if c.given is None:
-        image = model.generate(c.prompt, **settings)[0].image
-        return judge_image(image, c.judged)[0], image, c.prompt
-    image = model.complete(c.given, c.prompt, region=c.region, **settings)[0].image
+        image = model.generate(prompt, **settings)[0].image
+        return judge_image(image, c.judged)[0], image, prompt
+    image = model.complete(c.given, prompt, region=c.region, **settings)[0].image
     ok = kept(c.given, image, *model.rectangle_pixels(c.region)) and judge_image(image, c.judged)[0]
-    return ok, image, c.prompt
+    return ok, image, prompt
