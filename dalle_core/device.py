@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from pathlib import Path
 
 import torch
@@ -31,6 +32,20 @@ def bf16_supported(device: str) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def device_name(device: str) -> str:
+    """What `device` is, for the record: the GPU's name, or the CPU's model name."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [
+        line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")
+    ]
+    return names[0] if names else platform.machine()
 
 
 def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:

@@ -48,7 +48,7 @@ from .train_transformer import (
     token_cache_key,
 )
 from .train_vae import VAERecipe, VAETask
-from .training import TrainArgs, barrier, rank_and_world, train
+from .training import TrainArgs, barrier, rank_and_world, train, trained_seconds
 from .transformer import (
     DalleTransformer,
     TransformerConfig,
@@ -243,7 +243,8 @@ def _token_val(r: Recipe) -> int:
 
 
 def run_stage(stage: str, run: Run, record: bool = True) -> float:
-    """Run one stage (its inputs must be finished already) and return its seconds. If `record`, its time is
+    """Run one stage (its inputs must be finished already) and return its seconds (with, for a resumed training
+    stage, the training its checkpoint keeps from earlier sessions). If `record`, its time is
     added to `runs/times.json` and the directory's manifest is written again (a stage training beside
     another leaves both to its parent). Under torchrun every process trains; the stages that do not
     train (tokenizer, tokens) and the copying of results run on rank 0 alone."""
@@ -251,7 +252,9 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     lead = rank_and_world()[0] == 0
     source = open_source(run.data, r.image_size)
     torch.manual_seed(run.seed)  # the same --seed gives the same initial weights
-    t0 = time.time()
+    t0 = time.time() - trained_seconds(
+        out / "runs" / stage
+    )  # a resumed stage counts its earlier sessions
     exported = None  # (run, model name) of a training stage, copied into `out` when it finishes
     if stage in ("tokenizer", "tokens") and not lead:
         pass  # rank 0 makes it; the barrier below waits for it

@@ -37,13 +37,14 @@ from .checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_training,
+    read_json,
     remove_partial,
     save_training,
     trim_log,
     write_json,
 )
 from .data import stream_seed
-from .device import autocast, bf16_supported, resolve_device
+from .device import autocast, bf16_supported, device_name, resolve_device
 
 
 @dataclass
@@ -159,7 +160,7 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     rank, world = rank_and_world()
     out = Path(args.out)
     opt = make_optimizer(task.model, args)
-    start, metrics = 0, {}
+    start, metrics, before = 0, {}, 0.0  # before: seconds of training kept from earlier sessions
     ckpt = latest_checkpoint(out)
     if ckpt is not None and not args.resume:
         raise CheckpointError(
@@ -171,7 +172,7 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         if rank == 0:
             remove_partial(out)
         state = load_training(ckpt, {task.name: task.model}, opt)
-        start, metrics = state["step"], state.get("metrics", {})
+        start, metrics, before = state["step"], state.get("metrics", {}), state.get("seconds", 0.0)
         if rank == 0:
             trim_log(out / "log.jsonl", start)
             print(f"resuming {task.name} from {ckpt} (step {start})")
@@ -186,6 +187,12 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "args.json", {**asdict(args), "processes": world})
         log = (out / "log.jsonl").open("a")
+        session = {
+            "device": device_name(device),
+            "threads": torch.get_num_threads(),
+            "processes": world,
+        }
+        log.write(json.dumps({"step": start, "session": session}) + "\n")
     bar = tqdm(
         total=args.steps,
         initial=start,
@@ -196,6 +203,11 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
     per_step = args.batch_size * args.accum * world
     batches = task.batches(start * args.accum, rank)
     t0, seen = time.time(), 0
+
+    def trained() -> float:
+        """Seconds of training so far, over every session of the run (what its checkpoints keep)."""
+        return round(before + time.time() - t0, 1)
+
     with _stop_on_signal(world == 1) as stop:
         for step in range(start, args.steps):
             task.model.train()
@@ -244,6 +256,7 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
                             "samples": done * per_step,
                             "lr": lr_at(step, args),
                             "samples_per_s": round(rate, 2),
+                            "seconds": trained(),
                             **logs,
                         }
                     )
@@ -263,7 +276,13 @@ def train(task: Task, args: TrainArgs) -> dict[str, float]:
                     + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
                 )
             if done % args.ckpt_every == 0 or done == args.steps or stop.is_set():
-                save_training(out, done, {task.name: task.model}, opt, {"metrics": metrics})
+                save_training(
+                    out,
+                    done,
+                    {task.name: task.model},
+                    opt,
+                    {"metrics": metrics, "seconds": trained()},
+                )
             if stop.is_set():
                 bar.close()
                 log.close()
@@ -317,6 +336,12 @@ def replica_spread(model: torch.nn.Module) -> float:
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     return (high - low).max().item()
+
+
+def trained_seconds(run: str | Path) -> float:
+    """Seconds of training that a run's latest checkpoint keeps, over all its sessions (0.0 without one)."""
+    ckpt = latest_checkpoint(run)
+    return read_json(ckpt / "state.json").get("seconds", 0.0) if ckpt is not None else 0.0
 
 
 def task_device(task: Task) -> str:

@@ -8,10 +8,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dalle_core.checkpoint import CheckpointError, load_model, save_model
+from dalle_core.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_model,
+    read_json,
+    save_model,
+)
 from dalle_core.data import ShapesWorld, ShapesWorld2
+from dalle_core.device import device_name
 from dalle_core.train_vae import VAERecipe, VAETask, edge_mask
-from dalle_core.training import TrainArgs, train
+from dalle_core.training import TrainArgs, train, trained_seconds
 from dalle_core.vae import DiscreteVAE, VAEConfig
 from dalle_core.vae_report import KINDS
 
@@ -174,6 +181,25 @@ def test_resume_continues_exactly(tmp_path):
     )  # a different init: everything must come from the checkpoint
     # the log reads as one run's: steps 3 and 4 once each, from the resumed run
     assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), rel=1e-6)
+    # the time of the steps kept adds up over the sessions, each session's machine recorded where it began
+    rows = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
+    assert [
+        (r["step"], r["session"]["device"] == device_name("cpu")) for r in rows if "session" in r
+    ] == [
+        (0, True),
+        (2, True),
+    ]
+    kept = read_json(tmp_path / "b" / "step-0000002" / "state.json")["seconds"]
+    seconds = [r["seconds"] for r in rows if "loss" in r]
+    assert 0 <= seconds[0] <= seconds[1] <= kept <= seconds[2] <= seconds[3]
+    assert (
+        trained_seconds(tmp_path / "b")
+        == read_json(latest_checkpoint(tmp_path / "b") / "state.json")["seconds"]
+    )
+    assert (
+        trained_seconds(tmp_path / "b") >= seconds[3]
+        and trained_seconds(tmp_path / "nothing") == 0.0
+    )
 
 
 def test_a_second_edition_run_validates_against_the_bar_kind_by_kind(tmp_path):
