@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import statistics
 import time
@@ -13,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+
+from dalle_core.device import device_name
 
 HERE = Path(__file__).parent
 
@@ -119,31 +120,11 @@ def v2_checkpoint(directory: str | Path) -> Path:
     return directory
 
 
-def cpu_name() -> str:
-    """The CPU's model name and its native bf16 units (from /proc/cpuinfo), else the platform's machine type.
-
-    The development machine has changed between sessions (AVX2 and AVX-512 BF16 EPYCs, an AMX Xeon), and bf16
-    matmuls ran at about 1, 335 (two threads) and 1000 (one thread) GFLOP/s on them, so every result names its CPU."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    fields: dict[str, str] = {}  # the first processor's fields
-    for line in info.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    units = [
-        unit for unit in ("amx_bf16", "avx512_bf16") if unit in fields.get("flags", "").split()
-    ]
-    return (
-        f"{fields.get('model name', platform.machine())} ({', '.join(units) or 'no native bf16'})"
-    )
-
-
 def machine() -> dict:
     return {
-        "cpu": cpu_name(),
+        "cpu": device_name(
+            "cpu"
+        ),  # bf16 matmuls ran at about 1, 335 and 1000 GFLOP/s on the CPUs seen
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -35,17 +35,24 @@ def bf16_supported(device: str) -> bool:
 
 
 def device_name(device: str) -> str:
-    """What `device` is, for the record: the GPU's name, or the CPU's model name."""
+    """What `device` is, for the record: the GPU's name, or the CPU's model name with its native bf16 units
+    ("AMD EPYC (avx512_bf16)"): the development machine's CPU changes between sessions, and its speed with it."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine()
-    names = [
-        line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")
-    ]
-    return names[0] if names else platform.machine()
+    fields: dict[str, str] = {}  # the first processor's fields
+    for line in info.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    units = [unit for unit in ("amx_bf16", "avx512_bf16") if unit in flags]
+    return (
+        f"{fields.get('model name', platform.machine())} ({', '.join(units) or 'no native bf16'})"
+    )
 
 
 def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager:
