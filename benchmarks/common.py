@@ -86,10 +86,10 @@ def goal_row(goal: str, figure: float, target: str, unit: str = "") -> dict:
     }
 
 
-def v2_checkpoint(directory: str | Path) -> Path:
+def v2_checkpoint(directory: str | Path, transformer: dict | None = None) -> Path:
     """A random-weight checkpoint of the v2 recipe's design (`dalle train --v2`: a 12 x 12 grid at 96 px, 40 text
-    tokens) at the shipped widths and depths, with the shipped tokenizer's vocabulary. For timing only: it draws
-    noise."""
+    tokens) at the shipped widths and depths (or the transformer's `n_layer`, `n_head`, `n_embd` given), with the
+    shipped tokenizer's vocabulary. For timing only: it draws noise."""
     from dalle_core import DEFAULT_CHECKPOINT
     from dalle_core.checkpoint import config_from_json, save_model, write_json
     from dalle_core.clip import Clip, ClipConfig
@@ -97,7 +97,7 @@ def v2_checkpoint(directory: str | Path) -> Path:
     from dalle_core.transformer import DalleTransformer, TransformerConfig
     from dalle_core.vae import DiscreteVAE, VAEConfig
 
-    v2 = PRESETS["shapes2"]
+    v2, sizes = PRESETS["shapes2"], transformer
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEFAULT_CHECKPOINT / "tokenizer.json", directory / "tokenizer.json")
@@ -111,7 +111,7 @@ def v2_checkpoint(directory: str | Path) -> Path:
     save_model(
         directory,
         "transformer",
-        DalleTransformer(replace(transformer, grid=grid, text_len=v2.text_len)),
+        DalleTransformer(replace(transformer, grid=grid, text_len=v2.text_len, **(sizes or {}))),
     )
     clip = config_from_json(ClipConfig, DEFAULT_CHECKPOINT / "clip.json")
     save_model(
