@@ -19,7 +19,7 @@ from dalle_core.data import ShapesWorld, ShapesWorld2
 from dalle_core.device import device_name
 from dalle_core.train_vae import VAERecipe, VAETask, edge_mask
 from dalle_core.training import TrainArgs, train, trained_seconds
-from dalle_core.vae import DiscreteVAE, VAEConfig
+from dalle_core.vae import DiscreteVAE, VAEConfig, gumbel_softmax
 from dalle_core.vae_report import KINDS
 
 TINY = VAEConfig(image_size=32, f=4, codebook=32, widths=(8, 8, 16))
@@ -292,3 +292,16 @@ def test_damaged_weights_are_named(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="vae.safetensors"):
         load_model(tmp_path, "vae", DiscreteVAE, VAEConfig)
+
+
+def test_gumbel_softmax_samples_codes_as_the_softmax_of_their_logits():
+    """The Gumbel-max trick: the argmax of the relaxed sample is code k with probability softmax(logits)_k."""
+    torch.manual_seed(0)
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0]).view(1, 4, 1, 1).expand(20_000, 4, 2, 2)
+    z = gumbel_softmax(logits, tau=0.5)  # (B, K, h, w)
+    assert z.shape == logits.shape and torch.allclose(z.sum(1), torch.ones(20_000, 2, 2))
+    share = torch.bincount(z.argmax(1).flatten(), minlength=4) / z.argmax(1).numel()
+    assert torch.allclose(share, logits[0, :, 0, 0].softmax(0), atol=0.01)
+    assert (z.max(1).values > 0.9).float().mean() > gumbel_softmax(logits, tau=5.0).max(
+        1
+    ).values.gt(0.9).float().mean()
