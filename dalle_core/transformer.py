@@ -159,11 +159,23 @@ class SelfAttention(nn.Module):
             cache[:, :, :, start : start + n] = kv  # cache: (2, B, H, L, D)
             kv = cache[:, :, :, : start + n]  # (2, B, H, start+n, D)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(
-            q, kv[0], kv[1], attn_mask=mask, dropout_p=dropout
-        )  # (B, H, n, D)
+        y = attention(q, kv[0], kv[1], mask, dropout)  # (B, H, n, D)
         y = y.transpose(1, 2).reshape(B, n, C)  # (B, n, C)
         return self.resid_dropout(self.c_proj(y))
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float
+) -> torch.Tensor:
+    """Scaled dot-product attention (B, H, n, D) in q's dtype; on a CPU computed in fp32 under any autocast:
+    there PyTorch's bf16 flash-attention backward took 3x as long as its fp32 one (EXPERIMENTS.md)."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    with torch.autocast("cpu", enabled=False):
+        y = F.scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout
+        )
+    return y.to(q.dtype)
 
 
 class MLP(nn.Module):

@@ -13,6 +13,7 @@ from dalle_core.transformer import (
     DalleTransformer,
     DecodeStep,
     TransformerConfig,
+    attention,
     build_mask,
 )
 
@@ -349,3 +350,18 @@ def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         params = SamplingParams(**args.pop("params", {}))
         stream(model, args.pop("text"), args.pop("n"), params, **args)
+
+
+def test_attention_on_a_cpu_runs_in_fp32_under_bf16_autocast():
+    """bf16 activations in and out, the attention itself in fp32 (faster there than PyTorch's bf16 kernel)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8).bfloat16().requires_grad_() for _ in range(3))
+    mask = torch.ones(10, 10, dtype=torch.bool).tril()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = attention(q, k, v, mask, 0.0)
+    exact = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float(), v.float(), attn_mask=mask
+    )
+    assert y.dtype == torch.bfloat16 and torch.equal(y, exact.bfloat16())
+    y.float().sum().backward()
+    assert all(t.grad.dtype == torch.bfloat16 and t.grad.abs().sum() > 0 for t in (q, k, v))
