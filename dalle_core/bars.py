@@ -106,5 +106,5 @@ def ships(report: dict, bars: list[Bar]) -> tuple[bool, str]:
             f"{report['per_category']} prompts per category; the bars need {MIN_PROMPTS} or more",
         )
     if missed:
-        return False, f"{len(missed)} of {len(bars)} bars missed: {', '.join(missed)}"
+        return False, f"{len(missed)} of {len(bars)} bars missed: {'; '.join(missed)}"
     return True, f"all {len(bars)} bars met"
