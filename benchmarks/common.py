@@ -111,7 +111,11 @@ def v2_checkpoint(directory: str | Path, transformer: dict | None = None) -> Pat
     save_model(
         directory,
         "transformer",
-        DalleTransformer(replace(transformer, grid=grid, text_len=v2.text_len, **(sizes or {}))),
+        DalleTransformer(
+            replace(
+                transformer, grid=grid, text_len=v2.text_len, **{**v2.transformer, **(sizes or {})}
+            )
+        ),
     )
     clip = config_from_json(ClipConfig, DEFAULT_CHECKPOINT / "clip.json")
     save_model(

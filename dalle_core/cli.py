@@ -217,7 +217,10 @@ def cmd_train(a: argparse.Namespace) -> None:
         if width % 32:
             raise SystemExit(f"error: --transformer-width must be a multiple of 32, got {width}")
         size = {"n_layer": layers, "n_head": width // 32, "n_embd": width}
-        recipe = replace(recipe, transformer={**size, "attn_masks": ("causal",) * layers})
+        recipe = replace(
+            recipe,
+            transformer={**recipe.transformer, **size, "attn_masks": ("causal",) * layers},
+        )
     init_distributed(a.device)
     run = Run(
         Path(a.out),

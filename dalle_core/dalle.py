@@ -21,7 +21,7 @@ from .clip import Clip, load_clip
 from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
 from .judge import judge_image
-from .sampling import SamplingParams, check_region, stream
+from .sampling import SamplingParams, check_region, stream, updates
 from .settings import DEFAULT_CHECKPOINT, SHARED_SETTINGS, Settings
 from .text import TextTokenizer
 from .transformer import load_transformer
@@ -283,7 +283,7 @@ class Dalle:
             self._run(
                 tokens,
                 [(ids, s, notes)],
-                rows=self.grid - r,
+                rows=updates(self.transformer, (r, c)),
                 keep=(pixels, r, c),
                 previews=previews,
             )
@@ -406,12 +406,17 @@ class Dalle:
             yield updates
 
     def _decode(self, grids: torch.Tensor, keep: tuple[np.ndarray, int, int] | None) -> np.ndarray:
-        """Images (B, S, S, 3) of grids (B, g, g) with -1 where not sampled yet: rows below the last
-        that holds a token are not decoded (they stay gray), which halves the cost of the previews."""
+        """Images (B, S, S, 3) of grids (B, g, g) with -1 where not sampled yet, whose cells stay gray; rows below
+        the last that holds a token are not decoded, which halves the cost of the previews."""
         filled = (grids >= 0).any(-1).any(0)  # (g,): rows holding a token
         rows = int(filled.nonzero().max()) + 1 if filled.any() else 1
         with torch.inference_mode(), autocast(self.device, self.bf16):
             top = to_uint8(self.vae.decode(grids[:, :rows].clamp(min=0)))  # (B, rows * f, S, 3)
+        f = self.image_size // self.grid
+        unknown = (
+            (grids[:, :rows] < 0).repeat_interleave(f, 1).repeat_interleave(f, 2)
+        )  # (B, rows*f, S)
+        top[unknown.cpu().numpy()] = PARTIAL_GRAY
         images = np.full(
             (len(grids), self.image_size, self.image_size, 3), PARTIAL_GRAY, dtype=np.uint8
         )

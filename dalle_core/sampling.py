@@ -80,8 +80,9 @@ def stream(
     regenerate: the tokens with row >= row and col >= col are sampled, all others are copied
     from ``image``. Both or neither must be given.
 
-    Yields LongTensor (n, grid, grid) after each sampled row, with -1 at not yet sampled tokens;
-    the last yield is the finished batch. Arguments are checked when called, not when iterated.
+    Yields LongTensor (n, grid, grid) after each `grid` sampled positions (a row in raster order; `updates`
+    says how many), with -1 at not yet sampled tokens; the last yield is the finished batch. Arguments are
+    checked when called, not when iterated.
     """
     cfg = model.config
     if not _is_int(n) or n < 1:
@@ -105,7 +106,8 @@ def stream(
         tokens[:, r0:, c0:] = -1
     copies = 2 if params.guidance > 1 else 1
     ids = torch.cat(
-        [text, torch.full((n, 1), cfg.image_bos, device=device), tokens.flatten(1)], dim=1
+        [text, torch.full((n, 1), cfg.image_bos, device=device), tokens.flatten(1)[:, model.order]],
+        dim=1,
     )
     ids = ids.repeat(copies, 1)  # (copies*n, T+1+N): the stream inputs, then the last image token
     ids[n:, :T] = cfg.pad_id  # unconditional rows
@@ -158,29 +160,48 @@ def _fill(
     c0: int,
     blocks: list[tuple[int, int]],
 ) -> Iterator[torch.Tensor]:
-    """Samples the cells (r >= r0, c >= c0) of the streams ids (rows, T+1+N) in place, row by row."""
+    """Samples the cells (r >= r0, c >= c0) of the streams ids (rows, T+1+N) in place, in stream order, yielding
+    the grids after every `grid` image positions (a row, in raster order)."""
     cfg = model.config
     grid, T = cfg.grid, cfg.text_len
     generators = [
         (count, torch.Generator(device=ids.device).manual_seed(seed)) for count, seed in blocks
     ]
     top_k = min(params.top_k or cfg.image_vocab, cfg.image_vocab)
-    first = r0 * grid + c0  # the first sampled token; position T+j predicts token j
+    sampled = _in_rectangle(model, r0, c0).tolist()  # per image position
+    first = sampled.index(True)  # the first sampled token; position T+j predicts token j
     step = None
-    for r in range(r0, grid):
+    for start in range(first - first % grid, cfg.image_tokens, grid):
         # Inference mode is entered per row, and the row is yielded outside it: it is thread-wide state,
         # and a `with` suspended across a yield would leave the caller's own code in inference mode.
         with _inference(model):
-            for j in range(max(r * grid, first), (r + 1) * grid):
+            for j in range(max(start, first), start + grid):
                 if step is None:
                     step, logits = _prefill(model, ids[:, : T + j + 1])
                 else:
                     logits = step(ids[:, T + j], T + j)
-                if j % grid >= c0:  # in the rectangle: sample it (else it is given)
+                if sampled[j]:  # in the rectangle: sample it (else it is given)
                     ids[:, T + 1 + j] = _pick(logits, n, params, top_k, generators).repeat(
                         len(ids) // n
                     )
-        yield ids[:n, T + 1 :].view(n, grid, grid).clone()
+        grids = torch.empty_like(ids[:n, T + 1 :])
+        grids[:, model.order] = ids[:n, T + 1 :]  # (n, N) in raster order
+        yield grids.view(n, grid, grid)
+
+
+def updates(model: DalleTransformer, region: tuple[int, int] | None = None) -> int:
+    """How many grids `stream` yields: one per `grid` image positions from the row of the first sampled one."""
+    cfg = model.config
+    r0, c0 = (0, 0) if region is None else check_region(region, cfg.grid)
+    first = int(_in_rectangle(model, r0, c0).nonzero()[0, 0])
+    return cfg.grid - first // cfg.grid
+
+
+def _in_rectangle(model: DalleTransformer, r0: int, c0: int) -> torch.Tensor:
+    """Whether the cell of each image position of the stream is in the rectangle from (r0, c0) to the
+    bottom-right corner (N,)."""
+    cells = model.order  # (N,)
+    return (cells // model.config.grid >= r0) & (cells % model.config.grid >= c0)
 
 
 def _prefill(model: DalleTransformer, prefix: torch.Tensor) -> tuple[DecodeStep, torch.Tensor]:

@@ -8,9 +8,10 @@ Stream layout, with T = text_len and N = grid * grid image tokens (L = T + N pos
 
 * Text position t < T-1 predicts text token t+1; position T-1 predicts nothing (the next
   input is always the image BOS).
-* Image position T+j predicts image token j, the cell (row, col) = divmod(j, grid). Its input
-  is the learned image BOS (j == 0) or image token j-1, plus the row and column embeddings of
-  the cell it predicts.
+* Image position T+j predicts image token j, the cell (row, col) = divmod(order[j], grid), where
+  order is the image tokens' stream order (``token_order``: raster, order[j] = j, or the second
+  edition's panels). Its input is the learned image BOS (j == 0) or image token j-1, plus the row
+  and column embeddings of the cell it predicts.
 * Text padding follows the paper: a pad id at text position t is embedded as a learned
   per-position padding vector (row ``text_vocab + t`` of the text embedding), so padding needs
   no attention mask. An all-pad text is the unconditional input for classifier-free guidance.
@@ -19,7 +20,7 @@ Attention masks (``TransformerConfig.attn_masks``, one per layer), all causal. A
 attends to text keys at or before it. An image query at position T+j, predicting cell (r, c),
 attends to every text key, to its own position (whose input is the previous token, or the BOS
 for j == 0, so no query is ever isolated) and to the earlier image positions T+i, 1 <= i < j,
-whose input token i-1, at cell (r', c') = divmod(i-1, grid), satisfies:
+whose input token i-1, at cell (r', c') = divmod(order[i-1], grid), satisfies:
 
 * "causal": always (plain full causal attention);
 * "row":    r' == r                        (the already generated part of the same row);
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .vae import VAEConfig
 
 MASK_KINDS = ("causal", "row", "column", "conv")
+ORDERS = ("raster", "panels")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class TransformerConfig:
     conv_kernel: int = 5
     loss_text_weight: float = 1 / 8
     loss_image_weight: float = 7 / 8
+    order: str = "raster"  # the image tokens' order in the stream, one of ORDERS (`token_order`)
 
     def __post_init__(self) -> None:
         if self.attn_masks is None:
@@ -86,6 +89,10 @@ class TransformerConfig:
             raise ValueError(f"pad_id {self.pad_id} is outside the text vocabulary")
         if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
             raise ValueError(f"conv_kernel must be odd and positive, got {self.conv_kernel}")
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown token order {self.order!r}; use {ORDERS}")
+        if self.order == "panels" and self.grid % 6:
+            raise ValueError(f"the panels order needs a grid divisible by 6, got {self.grid}")
 
     @property
     def image_tokens(self) -> int:
@@ -109,19 +116,37 @@ def paper_masks(n_layer: int) -> tuple[str, ...]:
     return tuple("column" if (i - 2) % 4 == 0 else "row" for i in range(1, n_layer)) + ("conv",)
 
 
-def build_mask(kind: str, text_len: int, grid: int, conv_kernel: int) -> torch.Tensor:
-    """Boolean (L, L) attention mask of one kind (True = may attend), as in the module docstring."""
+def token_order(order: str, grid: int) -> torch.Tensor:
+    """The raster index of the cell at each image position of the stream (N,).
+
+    "raster": row by row. "panels": the second edition's completions last, each part in raster order: the
+    top half, the bottom-left quadrant, the bottom-right quadrant but its bottom-right 3 x 3 panel, that
+    panel. A pair's bottom half, an analogy's panel D and a matrix's panel 9 are then ends of the stream,
+    drawn after every cell they depend on (raster order puts panel C's lower rows after panel D's first).
+    """
+    cells = torch.arange(grid * grid)
+    if order == "raster":
+        return cells
+    r, c, half, third = cells // grid, cells % grid, grid // 2, 2 * grid // 3
+    part = torch.where(r < half, 0, torch.where(c < half, 1, 2))  # (N,)
+    part[(r >= third) & (c >= third)] = 3
+    return cells[torch.argsort(part * grid * grid + cells)]
+
+
+def build_mask(
+    kind: str, text_len: int, grid: int, conv_kernel: int, order: str = "raster"
+) -> torch.Tensor:
+    """Boolean (L, L) attention mask of one kind (True = may attend), as in the module docstring, for the image
+    tokens in `order`."""
     T, N = text_len, grid * grid
     pos = torch.arange(T + N)
     mask = pos[:, None] >= pos[None, :]  # (L, L) causal
     if kind == "causal":
         return mask
-    cell = torch.arange(N)
-    qr, qc = cell[:, None] // grid, cell[:, None] % grid  # (N, 1) cell predicted by query T+j
-    kr, kc = (
-        (cell[None, :] - 1) // grid,
-        (cell[None, :] - 1) % grid,
-    )  # (1, N) cell of key T+i's input
+    cell = token_order(order, grid)  # (N,): the cell predicted by query T+j
+    qr, qc = cell[:, None] // grid, cell[:, None] % grid  # (N, 1)
+    given = cell.roll(1)  # (N,): the cell of key T+i's input, token i-1 (key T's is the BOS)
+    kr, kc = given[None, :] // grid, given[None, :] % grid  # (1, N)
     if kind == "row":
         near = qr == kr
     elif kind == "column":
@@ -228,8 +253,9 @@ class DalleTransformer(nn.Module):
         self.text_head = nn.Linear(C, config.text_vocab, bias=False)
         self.image_head = nn.Linear(C, config.image_vocab, bias=False)
         for kind in dict.fromkeys(config.attn_masks):
-            mask = build_mask(kind, config.text_len, config.grid, config.conv_kernel)
+            mask = build_mask(kind, config.text_len, config.grid, config.conv_kernel, config.order)
             self.register_buffer(f"mask_{kind}", mask, persistent=False)
+        self.register_buffer("order", token_order(config.order, config.grid), persistent=False)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -243,9 +269,9 @@ class DalleTransformer(nn.Module):
             nn.init.zeros_(module.bias)
 
     def stream_ids(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """Input ids (B, L) of the stream for text (B, T) and image tokens (B, N)."""
+        """Input ids (B, L) of the stream for text (B, T) and image tokens (B, N) in raster order."""
         bos = torch.full_like(image[:, :1], self.config.image_bos)
-        return torch.cat([text, bos, image[:, :-1]], dim=1)
+        return torch.cat([text, bos, image[:, self.order[:-1]]], dim=1)
 
     def embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         """Embeddings (B, n, C) of stream input ids (B, n) at positions start .. start+n-1."""
@@ -259,7 +285,7 @@ class DalleTransformer(nn.Module):
             text = torch.where(text == cfg.pad_id, cfg.text_vocab + tpos, text)
             parts.append(self.text_emb(text) + self.text_pos(tpos))  # (B, n_text, C)
         if n_text < n:
-            cell = pos[n_text:] - cfg.text_len  # (n_image,)
+            cell = self.order[pos[n_text:] - cfg.text_len]  # (n_image,): the cells they predict
             pos_emb = self.row_emb(cell // cfg.grid) + self.col_emb(cell % cfg.grid)
             parts.append(self.image_emb(ids[:, n_text:]) + pos_emb)  # (B, n_image, C)
         return torch.cat(parts, dim=1)
@@ -318,7 +344,8 @@ class DalleTransformer(nn.Module):
                 f"image must have shape ({text.shape[0]}, {cfg.image_tokens}), got {tuple(image.shape)}"
             )
         h = self.forward_stream(self.stream_ids(text, image))  # (B, L, C)
-        return self.text_head(h[:, : cfg.text_len - 1]), self.image_head(h[:, cfg.text_len :])
+        logits_image = self.image_head(h[:, cfg.text_len :])  # (B, N, V), in stream order
+        return self.text_head(h[:, : cfg.text_len - 1]), logits_image[:, self.order.argsort()]
 
     def loss(
         self, text: torch.Tensor, image: torch.Tensor
@@ -392,7 +419,7 @@ class DecodeStep:
             norm(block.ln_2), cast(block.mlp.c_fc.weight), cast(block.mlp.c_fc.bias), cast(block.mlp.c_proj.weight),
             cast(block.mlp.c_proj.bias),
         ) for block, kind in zip(model.blocks, cfg.attn_masks, strict=True)]  # fmt: skip
-        cell = torch.arange(cfg.image_tokens, device=device)
+        cell = model.order  # (N,): the cell each image position predicts
         self.image_emb = model.image_emb.weight.detach()
         self.pos_emb = (
             model.row_emb.weight[cell // cfg.grid] + model.col_emb.weight[cell % cfg.grid]

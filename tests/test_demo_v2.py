@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
+import torch
 from conftest import CHROMIUM, DEMO_API_KEY, LiveServer
 from PIL import Image
 from playwright.sync_api import Browser, Page
@@ -118,6 +119,28 @@ def test_images_shown_go_back_to_the_model_pixel_for_pixel(v2_model: Dalle):
     image, handlers = puzzles(96, 12)[-1][1], Handlers(Scheduler(v2_model))
     shown = np.asarray(Image.open(handlers.picture(image)))
     assert shown.shape == (192, 192, 3) and (native_pixels(shown, 96) == image).all()
+
+
+def test_the_v2_model_completes_panel_d_last_with_gray_where_not_drawn_yet(v2_model: Dalle):
+    """The v2 recipe streams image tokens in panel order: completing an analogy's panel D samples its 36 cells
+    last, in three runs of 12; every preview keeps panels A-C and shows D's cells not drawn yet gray."""
+    from dalle_core.dalle import PARTIAL_GRAY
+    from dalle_core.transformer import token_order
+
+    assert v2_model.transformer.config.order == "panels"
+    assert torch.equal(v2_model.transformer.order, token_order("panels", 12))
+    label, image, prompt, (row, col) = puzzles(96, 12)[2]
+    assert label == "analogy: D missing" and (row, col) == (6, 6)
+    given = v2_model.prepare_image(image)
+    updates = list(v2_model.complete_stream(given, prompt, region=(row, col), n=1, candidates=2))
+    assert [u.rows_done for u in updates] == [1, 2, 3] and updates[-1].results
+    for u in updates:
+        for preview in u.previews:
+            assert (preview[:48] == given[:48]).all() and (
+                preview[48:, :48] == given[48:, :48]
+            ).all()
+    first = updates[0].previews[0][48:, 48:]  # D after its first 12 cells: rows 6-7, then gray
+    assert (first[16:] == PARTIAL_GRAY).all() and not (first[:16] == PARTIAL_GRAY).all()
 
 
 def test_a_12_row_stream_decodes_previews_of_every_second_row(v2_model: Dalle, demo_model: Dalle):

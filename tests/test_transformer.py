@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dalle_core import sampling
-from dalle_core.sampling import SamplingParams, generate, stream
+from dalle_core.layouts import LAYOUTS, completed_region
+from dalle_core.sampling import SamplingParams, generate, stream, updates
 from dalle_core.transformer import (
     MASK_KINDS,
     DalleTransformer,
@@ -15,6 +16,7 @@ from dalle_core.transformer import (
     TransformerConfig,
     attention,
     build_mask,
+    token_order,
 )
 
 torch.set_num_threads(1)
@@ -24,12 +26,16 @@ TEXT_VOCAB, IMAGE_VOCAB, PAD = 30, 24, 0
 
 
 def make_model(
-    attn_masks: tuple[str, ...] = ("causal", "conv"), seed: int = 0, scale: float = 1.0
+    attn_masks: tuple[str, ...] = ("causal", "conv"),
+    seed: int = 0,
+    scale: float = 1.0,
+    grid: int = G,
+    order: str = "raster",
 ) -> DalleTransformer:
     """A random model; scale > 1 multiplies all but the LayerNorm weights, making it more opinionated."""
     config = TransformerConfig(
-        text_vocab=TEXT_VOCAB, text_len=T, pad_id=PAD, image_vocab=IMAGE_VOCAB, grid=G,
-        n_layer=len(attn_masks), n_head=2, n_embd=32, attn_masks=attn_masks, conv_kernel=3,
+        text_vocab=TEXT_VOCAB, text_len=T, pad_id=PAD, image_vocab=IMAGE_VOCAB, grid=grid,
+        n_layer=len(attn_masks), n_head=2, n_embd=32, attn_masks=attn_masks, conv_kernel=3, order=order,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = DalleTransformer(config).eval()
@@ -40,24 +46,28 @@ def make_model(
     return model
 
 
-def random_inputs(batch: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def random_inputs(batch: int, seed: int = 1, grid: int = G) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     text = torch.randint(1, TEXT_VOCAB, (batch, T), generator=g)
     text[:, T - 2 :] = PAD  # padded captions
-    return text, torch.randint(0, IMAGE_VOCAB, (batch, N), generator=g)
+    return text, torch.randint(0, IMAGE_VOCAB, (batch, grid * grid), generator=g)
 
 
-def brute_force_mask(kind: str, text_len: int, grid: int, kernel: int) -> torch.Tensor:
-    """The module docstring's mask definitions, one (query, key) pair at a time."""
+def brute_force_mask(
+    kind: str, text_len: int, grid: int, kernel: int, order: list[int] | None = None
+) -> torch.Tensor:
+    """The module docstring's mask definitions, one (query, key) pair at a time; `order`: the cell of each image
+    position (default raster)."""
     L = text_len + grid * grid
+    order = order or list(range(grid * grid))
     mask = torch.zeros(L, L, dtype=torch.bool)
     for p in range(L):
         for q in range(p + 1):
             if p < text_len or q < text_len or q == p or kind == "causal":
                 mask[p, q] = True
             elif q > text_len:  # an image key holding token q - text_len - 1
-                r, c = divmod(p - text_len, grid)
-                kr, kc = divmod(q - text_len - 1, grid)
+                r, c = divmod(order[p - text_len], grid)
+                kr, kc = divmod(order[q - text_len - 1], grid)
                 h = kernel // 2
                 mask[p, q] = {
                     "row": kr == r,
@@ -70,7 +80,7 @@ def brute_force_mask(kind: str, text_len: int, grid: int, kernel: int) -> torch.
 def greedy_reference(
     model: DalleTransformer, text: torch.Tensor, image: torch.Tensor, cells, guidance: float = 1.0
 ):
-    """Greedily fills the given cells in raster order by recomputing full forward passes."""
+    """Greedily fills the given cells in the order given by recomputing full forward passes."""
     image = image.clone()
     for j in cells:
         with torch.no_grad():
@@ -79,7 +89,7 @@ def greedy_reference(
                 uncond = model(torch.full_like(text, PAD), image)[1][:, j]
                 logits = uncond + guidance * (logits - uncond)
         image[:, j] = logits.argmax(-1)
-    return image.view(-1, G, G)
+    return image.view(-1, model.config.grid, model.config.grid)
 
 
 def test_stream_layout_and_embeddings():
@@ -365,3 +375,70 @@ def test_attention_on_a_cpu_runs_in_fp32_under_bf16_autocast():
     assert y.dtype == torch.bfloat16 and torch.equal(y, exact.bfloat16())
     y.float().sum().backward()
     assert all(t.grad.dtype == torch.bfloat16 and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+
+# ------------------------------------------------------------------ the second edition's panel order
+
+
+def test_the_panel_order_puts_every_second_edition_completion_last():
+    assert torch.equal(token_order("raster", 12), torch.arange(144))
+    order = token_order("panels", 12)
+    assert sorted(order.tolist()) == list(range(144))
+    assert torch.equal(order[:72], torch.arange(72))  # the top half first, in raster order
+    for kind in LAYOUTS:  # a pair's bottom half, panel D, panel 9: each the end of the stream
+        r, c = completed_region(kind, 12)
+        rectangle = {row * 12 + col for row in range(r, 12) for col in range(c, 12)}
+        assert set(order[-len(rectangle) :].tolist()) == rectangle, kind
+        first = 144 - len(rectangle)  # one update per 12 positions, from the run holding the first
+        assert updates(make_model(grid=12, order="panels"), (r, c)) == 12 - first // 12
+    with pytest.raises(ValueError, match="divisible by 6"):
+        make_model(grid=8, order="panels")
+    with pytest.raises(ValueError, match="unknown token order"):
+        make_model(order="spiral")
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_panel_order_masks_and_cache_follow_the_cells(kind):
+    model = make_model(("causal", kind), grid=6, order="panels")
+    order = token_order("panels", 6).tolist()
+    assert torch.equal(build_mask(kind, T, 6, 3, "panels"), brute_force_mask(kind, T, 6, 3, order))
+    text, image = random_inputs(3, grid=6)
+    ids = model.stream_ids(text, image)
+    assert torch.equal(ids[:, T + 1 :], image[:, order[:-1]])
+    with torch.no_grad():
+        _, logits_image = model(text, image)  # (3, 36, V), in raster order
+        P = T + 1 + 10
+        cache = model.new_cache(3, room=P)
+        model.forward_stream(ids[:, :P], 0, cache)
+        step = DecodeStep(model, torch.float32, cache, rows=3)
+        stepped = torch.stack([step(ids[:, p], p) for p in range(P, T + 36)], 1)
+        # position T+j predicts the token of cell order[j], and changing a later one changes nothing before
+        torch.testing.assert_close(stepped, logits_image[:, order[11:]], atol=1e-5, rtol=0)
+        later = image.clone()
+        later[:, order[20]] = (later[:, order[20]] + 1) % IMAGE_VOCAB
+        assert torch.equal(model(text, later)[1][:, order[:21]], logits_image[:, order[:21]])
+
+
+def test_panel_order_sampling_and_completion_follow_the_stream():
+    model = make_model(("causal", "causal"), scale=10.0, grid=6, order="panels")
+    order = token_order("panels", 6).tolist()
+    text, image = random_inputs(1, grid=6)
+    assert torch.equal(
+        generate(model, text, 1, SamplingParams(top_k=1)),
+        greedy_reference(model, text, image, order),
+    )
+    r, c = completed_region("analogy", 6)  # panel D: the last 9 cells of the stream
+    inside = [j for j in order if j // 6 >= r and j % 6 >= c]
+    params = SamplingParams(top_k=1, guidance=1.5)
+    grids = list(stream(model, text[0], 2, params, image=image[0], region=(r, c)))
+    assert len(grids) == updates(model, (r, c)) == 2
+    given = image.view(6, 6)
+    outside = torch.ones(6, 6, dtype=torch.bool)
+    outside[r:, c:] = False
+    for g in grids:  # the given cells from the start, the rectangle filled in stream order
+        assert torch.equal(g[:, outside], given[outside].expand(2, -1))
+    assert (grids[0].flatten(1)[:, inside[:3]] >= 0).all() and (
+        grids[0].flatten(1)[:, inside[3:]] == -1
+    ).all()
+    expected = greedy_reference(model, text, image, inside, guidance=1.5)
+    assert torch.equal(grids[-1], expected.expand(2, 6, 6))
