@@ -21,7 +21,7 @@ from .clip import Clip, load_clip
 from .device import autocast, bf16_supported, resolve_device
 from .images import to_float, to_square, to_uint8
 from .judge import judge_image
-from .sampling import SamplingParams, check_region, stream, updates
+from .sampling import SamplingParams, check_region, stream, stream_length
 from .settings import DEFAULT_CHECKPOINT, SHARED_SETTINGS, Settings
 from .text import TextTokenizer
 from .transformer import load_transformer
@@ -283,7 +283,7 @@ class Dalle:
             self._run(
                 tokens,
                 [(ids, s, notes)],
-                rows=updates(self.transformer, (r, c)),
+                rows=stream_length(self.transformer, (r, c)),
                 keep=(pixels, r, c),
                 previews=previews,
             )

@@ -80,9 +80,9 @@ def stream(
     regenerate: the tokens with row >= row and col >= col are sampled, all others are copied
     from ``image``. Both or neither must be given.
 
-    Yields LongTensor (n, grid, grid) after each `grid` sampled positions (a row in raster order; `updates`
-    says how many), with -1 at not yet sampled tokens; the last yield is the finished batch. Arguments are
-    checked when called, not when iterated.
+    Yields LongTensor (n, grid, grid) after each `grid` sampled positions (a row in raster order;
+    `stream_length` says how many), with -1 at not yet sampled tokens; the last yield is the finished batch.
+    Arguments are checked when called, not when iterated.
     """
     cfg = model.config
     if not _is_int(n) or n < 1:
@@ -189,7 +189,7 @@ def _fill(
         yield grids.view(n, grid, grid)
 
 
-def updates(model: DalleTransformer, region: tuple[int, int] | None = None) -> int:
+def stream_length(model: DalleTransformer, region: tuple[int, int] | None = None) -> int:
     """How many grids `stream` yields: one per `grid` image positions from the row of the first sampled one."""
     cfg = model.config
     r0, c0 = (0, 0) if region is None else check_region(region, cfg.grid)

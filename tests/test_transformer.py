@@ -8,7 +8,7 @@ import torch
 
 from dalle_core import sampling
 from dalle_core.layouts import LAYOUTS, completed_region
-from dalle_core.sampling import SamplingParams, generate, stream, updates
+from dalle_core.sampling import SamplingParams, generate, stream, stream_length
 from dalle_core.transformer import (
     MASK_KINDS,
     DalleTransformer,
@@ -390,7 +390,7 @@ def test_the_panel_order_puts_every_second_edition_completion_last():
         rectangle = {row * 12 + col for row in range(r, 12) for col in range(c, 12)}
         assert set(order[-len(rectangle) :].tolist()) == rectangle, kind
         first = 144 - len(rectangle)  # one update per 12 positions, from the run holding the first
-        assert updates(make_model(grid=12, order="panels"), (r, c)) == 12 - first // 12
+        assert stream_length(make_model(grid=12, order="panels"), (r, c)) == 12 - first // 12
     with pytest.raises(ValueError, match="divisible by 6"):
         make_model(grid=8, order="panels")
     with pytest.raises(ValueError, match="unknown token order"):
@@ -431,7 +431,7 @@ def test_panel_order_sampling_and_completion_follow_the_stream():
     inside = [j for j in order if j // 6 >= r and j % 6 >= c]
     params = SamplingParams(top_k=1, guidance=1.5)
     grids = list(stream(model, text[0], 2, params, image=image[0], region=(r, c)))
-    assert len(grids) == updates(model, (r, c)) == 2
+    assert len(grids) == stream_length(model, (r, c)) == 2
     given = image.view(6, 6)
     outside = torch.ones(6, 6, dtype=torch.bool)
     outside[r:, c:] = False
