@@ -78,7 +78,7 @@ def cmd_eval_vae(a: argparse.Namespace) -> None:
     from .checkpoint import load_model, write_json
     from .settings import DEFAULT_CHECKPOINT
     from .vae import DiscreteVAE, VAEConfig
-    from .vae_report import report_json, report_markdown, vae_report
+    from .vae_report import misses_figure, report_json, report_markdown, vae_report
 
     _use_threads(a.threads)
     checkpoint = a.checkpoint or DEFAULT_CHECKPOINT
@@ -91,6 +91,10 @@ def cmd_eval_vae(a: argparse.Namespace) -> None:
     markdown = report_markdown(rows, used)
     (a.out / "vae_report.md").write_text(markdown)
     print(markdown, end="")
+    figure = misses_figure(vae, rows)
+    if figure is not None:
+        figure.save(a.out / "vae_misses.png")
+        print(f"the first misses of each kind, beside their decoding: {a.out / 'vae_misses.png'}")
 
 
 def cmd_generate(a: argparse.Namespace) -> None:
@@ -463,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     v = sub.add_parser(
         "eval-vae",
         help="the dVAE's faithfulness: held-out scenes and layout panels whose reconstruction "
-        "parses like the original (JSON, markdown)",
+        "parses like the original (JSON, markdown, and a picture of the misses)",
     )
     v.add_argument(
         "--n", type=positive_int, default=1000, help="held-out images per kind (default 1000)"

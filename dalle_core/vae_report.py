@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
+from .figures import grid
 from .images import to_float, to_uint8
 from .judge import parse, parse_layout, scenes_match
 from .layouts import LAYOUTS, check_side, matches, sample_layout
@@ -29,13 +31,15 @@ BAR = 0.99
 
 @dataclass
 class KindReport:
-    """One row of the report: `items` images of a kind, `units` judged (scenes, or panels of a layout)."""
+    """One row of the report: `items` images of a kind, `units` judged (scenes, or panels of a layout), and the
+    held-out numbers of the images with a unit that did not parse like the original."""
 
     kind: str
     items: int
     units: int
     faithful: float
     psnr: float
+    misses: list[int] = field(default_factory=list)
 
     @property
     def meets_bar(self) -> bool:
@@ -80,29 +84,57 @@ def vae_report(
     """The report's rows for `n` held-out images of each kind that fits the VAE's image size, and the
     share of the codebook the encoder used on all of them."""
     W, used, rows = vae.config.image_size, torch.zeros(vae.config.codebook, dtype=torch.bool), []
-    device = next(vae.parameters()).device
     for kind in (k for k in kinds if fits(k, W)):
-        verdicts, squared = [], 0.0
+        verdicts, misses, squared = [], [], 0.0
         starts = range(0, n, batch)
         for start in progress(starts, desc=kind, unit="batch") if progress else starts:
-            originals = np.stack(
-                [held_out(kind, i, W) for i in range(start, min(start + batch, n))]
-            )
-            with torch.inference_mode():
-                x = to_float(originals)  # (B, 3, W, W)
-                tokens = vae.encode(x.to(device)).cpu()  # (B, grid*grid)
-                recon = vae.decode(tokens.to(device)).float().clamp(0, 1).cpu()  # (B, 3, W, W)
+            numbers = range(start, min(start + batch, n))
+            originals = np.stack([held_out(kind, i, W) for i in numbers])
+            x = to_float(originals)  # (B, 3, W, W)
+            tokens, recon = reconstruct(vae, x)
             used[tokens.unique()] = True
             squared += float(((recon - x) ** 2).sum())
-            for a, b in zip(originals, to_uint8(recon), strict=True):
-                verdicts += judge_pair(kind, a, b)
+            for i, a, b in zip(numbers, originals, to_uint8(recon), strict=True):
+                judged = judge_pair(kind, a, b)
+                verdicts += judged
+                if not all(judged):
+                    misses.append(i)
         mse = squared / (n * 3 * W * W)
         rows.append(
             KindReport(
-                kind, n, len(verdicts), float(np.mean(verdicts)), 10 * np.log10(1 / max(mse, 1e-10))
+                kind,
+                n,
+                len(verdicts),
+                float(np.mean(verdicts)),
+                10 * np.log10(1 / max(mse, 1e-10)),
+                misses,
             )
         )
     return rows, float(used.float().mean())
+
+
+def reconstruct(vae: DiscreteVAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The codes (B, grid*grid) of images x (B, 3, W, W) in [0, 1] and their decoding, on the CPU."""
+    device = next(vae.parameters()).device
+    with torch.inference_mode():
+        tokens = vae.encode(x.to(device))  # (B, grid*grid)
+        recon = vae.decode(tokens).float().clamp(0, 1)  # (B, 3, W, W)
+    return tokens.cpu(), recon.cpu()
+
+
+def misses_figure(
+    vae: DiscreteVAE, rows: list[KindReport], per_kind: int = 6
+) -> Image.Image | None:
+    """The first misses of each kind, each original beside its reconstruction (None if nothing missed)."""
+    W = vae.config.image_size
+    shown = [(r.kind, i) for r in rows for i in r.misses[:per_kind]]
+    if not shown:
+        return None
+    originals = np.stack([held_out(kind, i, W) for kind, i in shown])
+    recon = to_uint8(reconstruct(vae, to_float(originals))[1])
+    images = [image for pair in zip(originals, recon, strict=True) for image in pair]
+    captions = [c for kind, i in shown for c in (f"{kind} {i}", f"{kind} {i} decoded")]
+    return grid(images, captions, cols=6, scale=2)
 
 
 def report_markdown(rows: list[KindReport], codebook_used: float) -> str:

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dalle_core.cli import main as dalle
 from dalle_core.layouts import panel_boxes
-from dalle_core.vae_report import KINDS, fits, held_out, judge_pair
+from dalle_core.vae import DiscreteVAE, VAEConfig
+from dalle_core.vae_report import KINDS, fits, held_out, judge_pair, misses_figure, vae_report
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -44,3 +46,17 @@ def test_the_command_reports_the_shipped_vae(tmp_path: Path, capsys):
     assert 0 < report["codebook_used"] <= 1
     assert "| single | 4 |" in capsys.readouterr().out
     assert np.isclose(report["bar"], 0.99)
+
+
+def test_an_untrained_vae_misses_every_image_and_the_figure_shows_the_first_of_each_kind():
+    torch.manual_seed(0)
+    vae = DiscreteVAE(VAEConfig(image_size=96, widths=(8, 8, 8, 8), codebook=16)).eval()
+    rows, _ = vae_report(vae, n=3, kinds=("single", "pair"), batch=2, progress=None)
+    assert [(r.kind, r.misses, r.faithful) for r in rows] == [
+        ("single", [0, 1, 2], 0.0),
+        ("pair", [0, 1, 2], 0.0),
+    ]
+    figure = misses_figure(vae, rows, per_kind=2)  # 2 kinds x 2 misses x (original, decoding)
+    assert figure.width > 6 * 96 * 2 and figure.height > 96 * 2
+    rows[0].misses, rows[1].misses = [], []
+    assert misses_figure(vae, rows) is None
