@@ -303,9 +303,8 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
     moves = sum(a != b for a, b in zip(tops, tops[1:]))
     assert moves <= 1 and max(tops) - min(tops) < 10, sorted(set(tops))
     # In the first candidate's last row of tokens: the gray of rows not sampled yet in every frame painted from
-    # the first preview until the preview of the last row came (screencast and page share the clock; on a busy
-    # machine the scoring after it can take many frames), then never the tile's background, which a blank
-    # would show. Chromium can paint a tile empty for a frame when its image changes
+    # the first preview until the results came (screencast and page share the clock), then never the tile's
+    # background, which a blank would show. Chromium can paint a tile empty for a frame when its image changes
     # before the last one was decoded (about once in 20 runs, at the first preview, on a busy machine): one
     # such frame, briefly, is let pass. The progress overlay this test was written against covered the
     # previews at every update.
@@ -314,12 +313,8 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
     )
     gray = (200, 200, 200)  # dalle.PARTIAL_GRAY
     start = next(i for i, c in enumerate(colours) if near(c, gray))
-    last_row = next(
-        f["time"]
-        for f in watched["frames"]
-        if re.match(r"Sampling row (\d+) of \1 ", f["status"]) or f["status"].startswith("The best")
-    )
-    previews = [i for i in range(start, len(colours)) if frames[i][0] < last_row]
+    came = next(f["time"] for f in watched["frames"] if f["status"].startswith("The best"))
+    previews = [i for i in range(start, len(colours)) if frames[i][0] < came]
     odd = {i for i in previews if not near(colours[i], gray)}
     odd |= {i for i in range(start, len(colours) - 1) if near(colours[i], blank, 2)}
     seen = "".join(
