@@ -319,6 +319,8 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
             r.token_pairs,
             seed=run.seed,
             val=_token_val(r),
+            # its time is recorded before the key marks it done: a run killed in between is not timed again
+            before_key=(lambda: _record(out, stage, time.time() - t0)) if lead and record else None,
         )
     elif stage == "transformer":
         tok = TextTokenizer.load(out)
@@ -370,7 +372,9 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     seconds = time.time() - t0
-    if lead and record:  # before the stage counts as done: a run killed after it is not timed again
+    if (
+        lead and record and stage != "tokens"
+    ):  # before the stage counts as done (as the tokens' key does)
         _record(out, stage, seconds)
     if lead and exported:
         _promote(out / "runs" / exported[0], out, exported[1])

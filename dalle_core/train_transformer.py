@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +53,12 @@ def precompute_tokens(
     chunk: int = 512,
     val: int = 1024,
     bf16: bool | None = None,
+    before_key: Callable[[], None] | None = None,
 ) -> Path:
     """Write `path` (safetensors): text ids and VAE image tokens of n training pairs and `val` held-out ones.
 
     Reuses an existing file only if its key (the JSON beside it) is `token_cache_key` of these arguments.
+    The key is written last and marks the cache complete; `before_key` runs just before it.
     """
     key = token_cache_key(source, vae, tokenizer, n, seed, val)
     if token_cache_is_current(path, key):
@@ -86,6 +88,8 @@ def precompute_tokens(
             "val_image": vi.short(),
         },
     )
+    if before_key:
+        before_key()
     write_json(path.with_suffix(".json"), key)  # last: the key marks the cache complete
     return path
 

@@ -21,6 +21,7 @@ from dalle_core.vae import DiscreteVAE, VAEConfig
 
 
 def test_token_cache_and_training(tmp_path):
+    again_path = tmp_path / "again.safetensors"
     torch.manual_seed(0)
     source = ShapesWorld(32)
     tok = TextTokenizer.train(source.captions(500), length=26)
@@ -37,6 +38,22 @@ def test_token_cache_and_training(tmp_path):
     )
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["n"] == 300
+    # a new cache runs `before_key` once its tensors are written and before its key marks it complete (the
+    # recipe records the stage's time there: a run killed right after the key appeared had lost it)
+    seen = []
+    again = precompute_tokens(
+        tmp_path / "again.safetensors",
+        source,
+        vae,
+        tok,
+        n=8,
+        val=4,
+        bf16=False,
+        before_key=lambda: seen.append(
+            (again_path.exists(), again_path.with_suffix(".json").exists())
+        ),
+    )
+    assert again == again_path and seen == [(True, False)]
 
     config = TransformerConfig(
         text_vocab=tok.vocab_size,
