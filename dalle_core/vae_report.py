@@ -144,7 +144,7 @@ def report_markdown(rows: list[KindReport], codebook_used: float) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r.kind} | {r.items} | {r.units} | {100 * r.faithful:.1f}% | {r.psnr:.2f} | "
+        f"| {r.kind} | {r.items} | {r.units} | {100 * r.faithful:.2f}% | {r.psnr:.2f} | "
         f"{'met' if r.meets_bar else 'not met'} |"
         for r in rows
     ]

@@ -229,7 +229,7 @@ WATCH_GENERATE = """() => {
     const shown = [...document.querySelectorAll('[data-testid=status-tracker]:not(.hide)')]
       .filter(e => e.getBoundingClientRect().width > 0 && getComputedStyle(e).opacity !== '0');
     window.watched.frames.push({
-      images: images().length,
+      images: images().length, first: images()[0]?.alt ?? '',
       status: document.querySelector('#gen-status [data-testid=markdown]')?.innerText.trim() ?? '',
       rows: (document.body.innerText.match(/row \\d+ of \\d+/g) || []).length,
       trackers: shown.length, disabled: button?.disabled, label: button?.innerText.trim(),
@@ -290,30 +290,33 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
                 ),
             )[:3]
         )
-        page.press("#prompt textarea", "Enter")  # the button is disabled: Enter presses nothing
+        # the button is disabled: Enter presses nothing (typed into the prompt as a user does, who has it in view:
+        # Playwright's press would scroll it into view, and the page with it, by 8 px)
+        page.locator("#prompt textarea").evaluate("e => e.focus({preventScroll: true})")
+        page.keyboard.press("Enter")
         wait_for_text(page, "#gen-status", "The best 4 of 16 candidates in")
         page.wait_for_function("!document.querySelector('#generate').disabled")
         time.sleep(1)  # time for a second run to start, if one had been asked for
     watched = page.evaluate("window.watched.stop = true, window.watched")
     sampling = [f for f in watched["frames"] if "Sampling row" in f["status"]]
     assert len(sampling) > 5 and all(f["images"] == 16 for f in sampling)
-    # The gallery stays put. A CI rehearsal under load once saw it 8 px lower from some frame on (the cause was not
-    # found: alone and under load it has not moved again): one such step, smaller than a line of text, is let pass.
-    tops = [f["top"] for f in sampling]
-    moves = sum(a != b for a, b in zip(tops, tops[1:]))
-    assert moves <= 1 and max(tops) - min(tops) < 10, sorted(set(tops))
+    # The gallery stays put (so the pixels below are the first candidate's in every frame).
+    assert len({f["top"] for f in sampling}) == 1, sorted({f["top"] for f in sampling})
     # In the first candidate's last row of tokens: the gray of rows not sampled yet in every frame painted from
-    # the first preview until the results came (screencast and page share the clock), then never the tile's
-    # background, which a blank would show. Chromium can paint a tile empty for a frame when its image changes
-    # before the last one was decoded (about once in 20 runs, at the first preview, on a busy machine): one
-    # such frame, briefly, is let pass. The progress overlay this test was written against covered the
-    # previews at every update.
+    # the first preview until the results came, then never the tile's background, which a blank would show.
+    # The results came when the gallery's first tile became result #1 (screencast and page share the clock; the
+    # image the tile shows changes after its element does).
+    # Chromium can paint a tile empty for a frame when its image changes before the last one was decoded (about
+    # once in 20 runs, at the first preview, on a busy machine): one such frame, followed by a painted one, is
+    # let pass. Its duration is not checked: screencast timestamps ran up to 33 ms out of order, and one frame
+    # lasted up to 150 ms, on a busy machine. The progress overlay this test was written against covered the previews at every
+    # update.
     colours = pixels_at(
         frames, first["x"] + first["width"] / 2, first["y"] + first["height"] * 0.95
     )
     gray = (200, 200, 200)  # dalle.PARTIAL_GRAY
     start = next(i for i, c in enumerate(colours) if near(c, gray))
-    came = next(f["time"] for f in watched["frames"] if f["status"].startswith("The best"))
+    came = next(f["time"] for f in watched["frames"] if f["first"].startswith("#1"))
     previews = [i for i in range(start, len(colours)) if frames[i][0] < came]
     odd = {i for i in previews if not near(colours[i], gray)}
     odd |= {i for i in range(start, len(colours) - 1) if near(colours[i], blank, 2)}
@@ -321,7 +324,6 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
         "g" if near(c, gray) else "B" if near(c, blank, 2) else "o" for c in colours[start:]
     )
     assert len(previews) > 3 and len(odd) <= 1, (seen, len(previews))
-    assert all(frames[i + 1][0] - frames[i][0] < 0.1 for i in odd), seen
     # a screenshot while streaming: a frame of the screencast (a screenshot of its own would disturb the stream)
     (tmp_path / f"streaming-{size}.png").write_bytes(
         base64.b64decode(frames[(start + previews[-1]) // 2][1])

@@ -10,7 +10,16 @@ import torch
 from dalle_core.cli import main as dalle
 from dalle_core.layouts import panel_boxes
 from dalle_core.vae import DiscreteVAE, VAEConfig
-from dalle_core.vae_report import KINDS, fits, held_out, judge_pair, misses_figure, vae_report
+from dalle_core.vae_report import (
+    KINDS,
+    KindReport,
+    fits,
+    held_out,
+    judge_pair,
+    misses_figure,
+    report_markdown,
+    vae_report,
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -60,3 +69,14 @@ def test_an_untrained_vae_misses_every_image_and_the_figure_shows_the_first_of_e
     assert figure.width > 6 * 96 * 2 and figure.height > 96 * 2
     rows[0].misses, rows[1].misses = [], []
     assert misses_figure(vae, rows) is None
+
+
+def test_the_table_does_not_round_a_miss_up_to_the_bar():
+    """42 of 4000 panels wrong is 98.95%: the table says so (not '99.0%', beside 'not met')."""
+    rows = [
+        KindReport("analogy", 1000, 4000, 1 - 42 / 4000, 35.3),
+        KindReport("matrix", 1000, 9000, 0.99, 33.8),
+    ]
+    table = report_markdown(rows, 0.36)
+    assert "| analogy | 1000 | 4000 | 98.95% | 35.30 | not met |" in table
+    assert "| matrix | 1000 | 9000 | 99.00% | 33.80 | met |" in table
