@@ -309,8 +309,8 @@ def test_streaming_keeps_the_previews_and_one_status_line(sized: tuple[str, Page
     # Chromium can paint a tile empty for a frame when its image changes before the last one was decoded (about
     # once in 20 runs, at the first preview, on a busy machine): one such frame, followed by a painted one, is
     # let pass. Its duration is not checked: screencast timestamps ran up to 33 ms out of order, and one frame
-    # lasted up to 150 ms, on a busy machine. The progress overlay this test was written against covered the previews at every
-    # update.
+    # lasted up to 150 ms, on a busy machine. The progress overlay this test was written against covered the
+    # previews at every update.
     colours = pixels_at(
         frames, first["x"] + first["width"] / 2, first["y"] + first["height"] * 0.95
     )
