@@ -100,7 +100,6 @@ CATEGORIES: dict[str, Callable[[random.Random], str]] = {
     "absolute_position": lambda r: _say(Group(r.choice(SHAPES), where=r.choice(list(WHERE)))),
     "background": _background,
 }
-COMPLETION_REGION = (4, 4)  # the bottom-right quarter of an 8x8 grid
 ALL_CATEGORIES = (*CATEGORIES, "completion", *CATEGORIES2)
 
 
@@ -193,9 +192,10 @@ def _trial(
         image = model.generate(caption, **settings)[0].image
         return judge_image(image, caption)[0], image, caption
     caption = prompts("color_attr", i + 1, seed + 1)[i]
-    original = render(scene_for(caption, seed=i))
-    image = model.complete(original, caption, region=COMPLETION_REGION, **settings)[0].image
-    ok = kept(original, image, *model.rectangle_pixels(COMPLETION_REGION))
+    original = render(scene_for(caption, seed=i), model.image_size)
+    region = (model.grid // 2, model.grid // 2)  # the bottom-right quarter of the token grid
+    image = model.complete(original, caption, region=region, **settings)[0].image
+    ok = kept(original, image, *model.rectangle_pixels(region))
     return judge_image(image, caption)[0] and ok, image, caption
 
 

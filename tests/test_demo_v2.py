@@ -234,3 +234,12 @@ def completions(page: Page) -> list[np.ndarray]:
         data = page.request.get(img.get_attribute("src")).body()
         images.append(native_pixels(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), 96))
     return images
+
+
+def test_eval_completion_on_a_second_edition_model(v2_model: Dalle):
+    """`dalle eval`'s completion trial on a 96 px, 12 x 12 model: the scene is drawn at the model's size and the
+    bottom-right quarter of its grid is redrawn (it crashed comparing a 64 px scene with a 96 px image)."""
+    from dalle_core.report import _trial
+
+    ok, image, caption = _trial(v2_model, "completion", 0, candidates=2, seed=0)
+    assert image.shape == (96, 96, 3) and isinstance(ok, bool) and caption
