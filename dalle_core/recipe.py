@@ -372,9 +372,8 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
     else:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     seconds = time.time() - t0
-    if (
-        lead and record and stage != "tokens"
-    ):  # before the stage counts as done (as the tokens' key does)
+    # before the stage counts as done; the tokens stage recorded its time before its key marked it done
+    if lead and record and stage != "tokens":
         _record(out, stage, seconds)
     if lead and exported:
         _promote(out / "runs" / exported[0], out, exported[1])

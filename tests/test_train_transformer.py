@@ -21,7 +21,6 @@ from dalle_core.vae import DiscreteVAE, VAEConfig
 
 
 def test_token_cache_and_training(tmp_path):
-    again_path = tmp_path / "again.safetensors"
     torch.manual_seed(0)
     source = ShapesWorld(32)
     tok = TextTokenizer.train(source.captions(500), length=26)
@@ -41,8 +40,9 @@ def test_token_cache_and_training(tmp_path):
     # a new cache runs `before_key` once its tensors are written and before its key marks it complete (the
     # recipe records the stage's time there: a run killed right after the key appeared had lost it)
     seen = []
+    again_path = tmp_path / "again.safetensors"
     again = precompute_tokens(
-        tmp_path / "again.safetensors",
+        again_path,
         source,
         vae,
         tok,
