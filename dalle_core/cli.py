@@ -60,6 +60,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
                 f"error: --against {a.against}: not a `dalle eval` report ({e})"
             ) from e
     _use_threads(a.threads)
+    a.out.mkdir(parents=True, exist_ok=True)
+    partial = a.out / "eval.partial.json"  # kept if the evaluation stops; a rerun continues from it
     report = evaluate(
         Dalle(a.checkpoint, a.device),
         a.per_category,
@@ -67,10 +69,12 @@ def cmd_eval(a: argparse.Namespace) -> None:
         a.seed,
         cats,
         samples_dir=a.out / "samples",
+        partial=partial,
     )
     if shipped is not None:
         compare(report, shipped, str(a.against))
     write_report(report, a.out)
+    partial.unlink(missing_ok=True)
     print((a.out / "eval.md").read_text())
 
 

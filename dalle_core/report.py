@@ -8,6 +8,7 @@ and the top image is judged by the world's evaluator.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .bars import ships, standing
+from .checkpoint import sha256, write_json
 from .dalle import Dalle
 from .figures import bar_chart, grid, line_chart
 from .judge import judge_image
@@ -119,8 +121,12 @@ def evaluate(
     seed: int = 0,
     categories: list[str] | None = None,
     samples_dir: Path | None = None,
+    partial: Path | None = None,
 ) -> dict:
     """Accuracy per category for best-of-1 and best-of-`candidates`, and the GenEval overall mean.
+
+    `partial` is a file that holds the report so far after each category; when it holds an interrupted
+    evaluation of the same weights and settings, its categories are kept rather than measured again.
 
     A second-edition category also reports its chance level where the spec gives one, the words of its
     prompts the model never saw in training, or why it does not apply to the model (its numbers then None);
@@ -133,8 +139,13 @@ def evaluate(
         "seed": seed,
         "results": {},
     }
-    t0 = time.time()
+    key = {**report, "results": None, "weights": _weights_digest(model.checkpoint)}
+    earlier = _earlier(partial, key)
+    t0 = time.time() - earlier.get("seconds", 0.0)
     for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
+        if cat in earlier.get("results", {}):
+            report["results"][cat] = earlier["results"][cat]
+            continue
         row, notes = {}, {}
         if cat in CATEGORIES2:
             reason = not_applicable(cat, model.image_size, model.grid)
@@ -176,11 +187,44 @@ def evaluate(
                     [e[0] for e in examples[:16]], [e[1] for e in examples[:16]], cols=8, scale=2
                 ).save(samples_dir / f"{cat}-{label}.png")
         report["results"][cat] = {**row, **notes}
+        if partial is not None:
+            write_json(
+                partial,
+                {
+                    "key": key,
+                    "results": {**earlier.get("results", {}), **report["results"]},
+                    "seconds": time.time() - t0,
+                },
+            )
     for label in ("best_of_1", f"best_of_{candidates}"):
         six = [report["results"][c][label] for c in GENEVAL_SIX if c in report["results"]]
         report.setdefault("overall", {})[label] = float(np.mean(six)) if len(six) == 6 else None
     report["seconds"] = round(time.time() - t0, 1)
     return report
+
+
+def _weights_digest(checkpoint: Path) -> str:
+    """One SHA-256 over a checkpoint's files, which differs whenever any of its weights or configs do."""
+    files = sorted(p for p in Path(checkpoint).iterdir() if p.suffix in (".json", ".safetensors"))
+    return hashlib.sha256("".join(f"{p.name}:{sha256(p)}" for p in files).encode()).hexdigest()
+
+
+def _earlier(partial: Path | None, key: dict) -> dict:
+    """The categories and seconds that `partial` kept of an interrupted evaluation under `key`, else {}."""
+    if partial is None or not partial.exists():
+        return {}
+    try:
+        saved = json.loads(partial.read_text())
+    except ValueError:
+        saved = {}
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        print(f"{partial}: not of this model and settings; measuring every category again")
+        return {}
+    print(
+        f"{partial}: continuing an interrupted evaluation; keeping {', '.join(saved['results'])} "
+        f"(delete the file to measure them again)"
+    )
+    return saved
 
 
 def _trial(

@@ -108,3 +108,40 @@ def test_cli_world_layouts_and_eval_categories(tmp_path, capsys):
         main(["world", "--layout", "matrix", "--size", "64", "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="known: .*translation_mirrored.*novel"):
         main(["eval", "--categories", "colors,bogus", "--out", str(tmp_path / "eval")])
+
+
+def test_an_interrupted_eval_continues_where_it_stopped(tmp_path, capsys):
+    """A real `dalle eval` killed after its first categories: the rerun keeps what the killed one measured
+    (eval.partial.json) and measures the rest; a rerun under other settings measures everything again."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    cats = "single_object,colors,counting,two_object,position,color_attr"
+    args = ["eval", "--categories", cats, "--per-category", "1", "--candidates", "2"]
+    args += ["--threads", "1", "--out", str(tmp_path)]
+    partial = tmp_path / "eval.partial.json"
+    killed = subprocess.Popen([sys.executable, "-m", "dalle_core.cli", *args])
+    while not partial.exists() and killed.poll() is None:
+        time.sleep(0.05)
+    killed.kill()
+    assert killed.wait() != 0, "the eval finished before it could be interrupted"
+    measured = json.loads(partial.read_text())["results"]
+    assert measured and set(measured) < set(cats.split(","))
+    shutil.copy(partial, tmp_path / "saved.json")
+
+    main(args)
+    out = capsys.readouterr().out
+    assert f"continuing an interrupted evaluation; keeping {', '.join(measured)}" in out
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert list(report["results"]) == cats.split(",")
+    assert all(report["results"][cat] == row for cat, row in measured.items())
+    assert not partial.exists(), "a finished eval leaves no partial report behind"
+
+    shutil.copy(tmp_path / "saved.json", partial)
+    main([*args, "--seed", "1"])
+    assert (
+        "not of this model and settings; measuring every category again" in capsys.readouterr().out
+    )
+    assert json.loads((tmp_path / "eval.json").read_text())["seed"] == 1
