@@ -380,3 +380,27 @@ def test_a_transformer_of_another_size_trains_on_the_same_tokens(tiny, tmp_path)
         "train", "transformer", "--tiny", "--out", str(tmp_path / "x"), "--transformer-width", "48"
     )
     assert r.returncode != 0 and "multiple of 32" in r.stderr
+
+
+def test_a_new_vae_trains_the_stages_after_it_again(tiny, tmp_path):
+    """When the VAE changes after the recipe finished (its encoder continued), `train all --resume` makes its
+    tokens again and trains the decoder and the transformer again from scratch, rather than export their old
+    runs (which it sets aside)."""
+    out = tmp_path / "run"
+    shutil.copytree(tiny, out)
+    base = ["--tiny", "--out", str(out), "--threads", "1", "--workers", "0", "--resume"]
+    r = dalle("train", "vae", *base, "--vae-steps", "120")  # the encoder trains to step 84
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = dalle("train", "all", *base)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for stage in ("decoder", "transformer"):
+        assert f"{stage}: its input changed since it trained; training it again" in r.stdout
+        assert (out / "runs" / f"{stage}.before" / "log.jsonl").exists()
+    assert "clip: already done" in r.stdout and "tokens: already done" not in r.stdout
+    assert (out / "vae.safetensors").read_bytes() == (
+        out / "runs" / "decoder" / "vae.safetensors"
+    ).read_bytes()
+    assert read_json(out / "runs" / "transformer" / "tokens.json") == read_json(
+        out / "runs" / "tokens.json"
+    )
+    assert dalle("train", "all", *base).stdout.count("already done") == 6
