@@ -214,12 +214,11 @@ def cmd_train(a: argparse.Namespace) -> None:
     edition = "2" if a.v2 else ""
     recipe = PRESETS["paper" if a.paper else f"tiny{edition}" if a.tiny else f"shapes{edition}"]
     data = a.data or ("shapes2" if a.v2 else "shapes")
-    for name in ("vae_steps", "refine_steps", "decoder_steps", "transformer_steps", "clip_steps"):
+    for name in ("vae_steps", "decoder_steps", "transformer_steps", "clip_steps"):
         if getattr(a, name, None):
             recipe = replace(recipe, **{name: getattr(a, name)})
     if a.lr:
-        lrs = ("vae_lr", "refine_lr", "decoder_lr", "transformer_lr", "clip_lr")
-        recipe = replace(recipe, **dict.fromkeys(lrs, a.lr))
+        recipe = replace(recipe, vae_lr=a.lr, decoder_lr=a.lr, transformer_lr=a.lr, clip_lr=a.lr)
     if a.transformer_layers or a.transformer_width:
         layers = a.transformer_layers or recipe.transformer["n_layer"]
         width = a.transformer_width or recipe.transformer["n_embd"]
@@ -331,12 +330,6 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
             dest="vae_steps",
             type=positive_int,
             help="override the VAE's training steps",
-        )
-        t.add_argument(
-            "--refine-steps",
-            dest="refine_steps",
-            type=positive_int,
-            help="override the second edition's VAE refinement steps (on more layouts)",
         )
         t.add_argument(
             "--decoder-steps",

@@ -79,21 +79,19 @@ class ShapesWorld:
 @dataclass
 class ShapesWorld2:
     """The second edition's stream (`world2.sample2`) at `size` pixels: single scenes and layouts with
-    paraphrased captions, never a held-out color-shape pair. `mix` changes the share of each kind in the
-    training draws (not in the validation draws)."""
+    paraphrased captions, never a held-out color-shape pair."""
 
     size: int = 96
-    mix: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         world2.check_stream_side(self.size)
 
     @property
     def key(self) -> str:
-        return f"shapes world v2, {self.size} px" + (f", mix {self.mix}" if self.mix else "")
+        return f"shapes world v2, {self.size} px"
 
     def draw(self, rng: random.Random) -> tuple[np.ndarray, str]:
-        s = world2.sample2(rng.randrange(VAL_BASE), self.size, self.mix)
+        s = world2.sample2(rng.randrange(VAL_BASE), self.size)
         return s.image, s.caption
 
     def validation(self, n: int) -> list[tuple[np.ndarray, str]]:

@@ -1,10 +1,9 @@
 """The whole recipe, stage by stage, into one checkpoint directory:
 
-    tokenizer -> vae -> refine -> tokens (the VAE's codes of the training pairs) -> decoder -> transformer -> clip
+    tokenizer -> vae -> tokens (the VAE's codes of the training pairs) -> decoder -> transformer -> clip
 
-(`refine`, in the second edition only, trains the VAE on a stream with more layouts at its final
-temperature, then its decoder alone; `decoder` fine-tunes the VAE's decoder alone on its encoder's exact
-codes, so the tokens stay as they are, which is why it may also run beside the transformer.)
+(`decoder` fine-tunes the VAE's decoder alone on its encoder's exact codes; the encoder and so the
+tokens stay as they are, which is why it may also run beside the transformer.)
 
 `dalle train all` runs every stage that is not finished yet; `dalle train <stage>` runs one. On a
 CPU with two or more threads, `train all` trains the scorer (which needs only the tokenizer) in a
@@ -40,7 +39,7 @@ from .checkpoint import (
     write_json,
     write_manifest,
 )
-from .data import ShapesWorld2, open_source
+from .data import open_source
 from .device import resolve_device
 from .text import TextTokenizer
 from .train_transformer import (
@@ -60,7 +59,7 @@ from .transformer import (
 )
 from .vae import DiscreteVAE, VAEConfig
 
-STAGES = ("tokenizer", "vae", "refine", "tokens", "decoder", "transformer", "clip")
+STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
 
 
 @dataclass
@@ -77,18 +76,6 @@ class Recipe:
     vae_steps: int = 3500
     vae_batch: int = 64
     vae_lr: float = 2e-3
-    # the refine stage (0 steps: none): more analogies and matrices, whose small shapes' colours the VAE's
-    # codes confused, at the final temperature (EXPERIMENTS.md, "A refine stage")
-    refine_steps: int = 0
-    refine_lr: float = 5e-4
-    refine_mix: dict = field(
-        default_factory=lambda: {"scene": 0.25, "pair": 0.15, "analogy": 0.4, "matrix": 0.2}
-    )
-    refine_recipe: VAERecipe = field(
-        default_factory=lambda: VAERecipe(
-            tau_start=0.5, tau_end=0.5, kl_warmup=0.0, decoder_only_from=0.6
-        )
-    )
     decoder_steps: int = 300
     decoder_lr: float = 5e-4
     token_pairs: int = 200_000
@@ -166,7 +153,6 @@ SHAPES2 = Recipe(
     image_size=96,
     text_len=40,
     vae_steps=16_000,
-    refine_steps=1000,
     decoder_steps=1000,
     transformer={**Recipe().transformer, "order": "panels"},
 )
@@ -175,7 +161,6 @@ TINY2 = replace(
     TINY,
     image_size=SHAPES2.image_size,
     text_len=SHAPES2.text_len,
-    refine_steps=6,
     transformer={**TINY.transformer, "order": "panels"},
 )
 PRESETS = {
@@ -236,14 +221,12 @@ def done(run: Run, stage: str) -> bool:
             and done(run, "vae")
             and token_cache_is_current(out / "runs" / "tokens.safetensors", _tokens_key(run))
         )
-    if stage == "decoder":  # its VAE is the exported one (the vae and refine stages export others)
-        return _exported_vae_is(out / "runs" / "decoder" / "vae.safetensors", out)
-    if stage == "refine":  # none in the recipe, or its VAE was exported (the decoder stage's since)
-        own = out / "runs" / "refine" / "vae.safetensors"
+    if stage == "decoder":  # its VAE is the exported one (the vae stage exports another)
+        own = out / "runs" / "decoder" / "vae.safetensors"
         return (
-            run.recipe.refine_steps == 0
-            or _exported_vae_is(own, out)
-            or (own.exists() and done(run, "decoder"))
+            own.exists()
+            and matches_manifest(out / "vae.safetensors")
+            and sha256(own) == sha256(out / "vae.safetensors")
         )
     if stage == "transformer":  # trained on the tokens of the VAE and tokenizer there now
         trained_on = out / "runs" / "transformer" / "tokens.json"
@@ -256,22 +239,13 @@ def done(run: Run, stage: str) -> bool:
     )  # a file copied in but not yet in the manifest is not done
 
 
-def _exported_vae_is(own: Path, out: Path) -> bool:
-    """Whether a stage's copy of the VAE it exported is the checkpoint directory's VAE."""
-    return (
-        own.exists()
-        and matches_manifest(out / "vae.safetensors")
-        and sha256(own) == sha256(out / "vae.safetensors")
-    )
-
-
 def _trained_on_another_input(run: Run, stage: str) -> bool:
-    """Whether a stage finished on a VAE (refine, decoder) or tokens (transformer) that have changed since:
-    continuing its run would export the old result."""
+    """Whether a stage finished on a VAE (decoder) or tokens (transformer) that have changed since: continuing
+    its run would export the old result."""
     finished = (
         run.out / "runs" / stage / ("tokens.json" if stage == "transformer" else "vae.safetensors")
     )
-    if stage not in ("refine", "decoder", "transformer") or not finished.exists():
+    if stage not in ("decoder", "transformer") or not finished.exists():
         return False
     if stage == "transformer":
         return read_json(finished) != _tokens_key(run)
@@ -364,14 +338,6 @@ def run_stage(stage: str, run: Run, record: bool = True) -> float:
         )
         model.cpu()
         exported = ("decoder", "vae")
-    elif stage == "refine":
-        args = run.args("refine", r.refine_steps, r.vae_batch, r.refine_lr)
-        model = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
-        if isinstance(source, ShapesWorld2):
-            source = replace(source, mix=r.refine_mix)
-        train(VAETask(model, source, args, r.refine_recipe, faithful=run.judge), args)
-        model.cpu()
-        exported = ("refine", "vae")
     elif stage == "tokens":
         vae = load_model(out, "vae", DiscreteVAE, VAEConfig, device)
         precompute_tokens(
@@ -483,8 +449,6 @@ def train_all(run: Run) -> None:
     finished_beside = set()
     try:
         for stage in STAGES:
-            if stage == "refine" and not run.recipe.refine_steps:
-                continue  # a first-edition recipe has no refine stage
             if stage == "transformer" and beside is not None:
                 beside.finish()
                 finished_beside.add(beside.stage)

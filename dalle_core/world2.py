@@ -81,13 +81,11 @@ def sample_scene2(rng: random.Random, W: int) -> tuple[Scene, Expectation]:
             return scene, say_sizes(e, rng)
 
 
-def sample2(seed: int, W: int = 96, mix: dict[str, float] | None = None) -> Sample2:
-    """Draw number `seed` of the second edition's stream (`mix`: another share of each kind than `MIX`): the
-    same seed always gives the same draw."""
+def sample2(seed: int, W: int = 96) -> Sample2:
+    """Draw number `seed` of the second edition's stream: the same seed always gives the same draw."""
     check_stream_side(W)
     rng = random.Random(seed)
-    mix = mix or MIX
-    kind = rng.choices(list(mix), weights=list(mix.values()))[0]
+    kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     style = draw_style(rng)
     if kind == "scene":
         scene, e = sample_scene2(rng, W)

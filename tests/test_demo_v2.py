@@ -93,13 +93,6 @@ def test_the_tiny_v2_recipe_makes_a_96_px_model_validated_on_the_v2_measures(
         0 <= vae[f"faithful_{kind}"] <= 1 for kind in ("single", "pair", "analogy", "matrix")
     )
     assert 0 <= validations(v2_checkpoint / "runs" / "transformer")[-1]["val_pass"] <= 1
-    # the refine stage ran between the VAE and its tokens, and the decoder stage after it
-    times = json.loads((v2_checkpoint / "runs" / "times.json").read_text())
-    assert list(times)[:4] == ["tokenizer", "vae", "refine", "tokens"] and "decoder" in times
-    assert "faithful_analogy" in validations(v2_checkpoint / "runs" / "refine")[-1]
-    assert (v2_checkpoint / "vae.safetensors").read_bytes() == (
-        v2_checkpoint / "runs" / "decoder" / "vae.safetensors"
-    ).read_bytes()
 
 
 def test_examples_follow_the_model(v2_model: Dalle, demo_model: Dalle):
