@@ -92,16 +92,21 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: str | Path) -> None:
-    """Write `manifest.json` in a checkpoint directory: the SHA-256 of each of its weights, config and
-    tokenizer files. Loading checks every file against it (`verify`)."""
+def file_digests(directory: str | Path) -> dict[str, str]:
+    """The SHA-256 of each weights, config and tokenizer file of a checkpoint directory, by name."""
     directory = Path(directory)
     files = sorted(
         p
         for p in directory.iterdir()
         if p.is_file() and p.suffix in (".safetensors", ".json") and p.name != MANIFEST
     )
-    write_json(directory / MANIFEST, {p.name: sha256(p) for p in files})
+    return {p.name: sha256(p) for p in files}
+
+
+def write_manifest(directory: str | Path) -> None:
+    """Write `manifest.json` in a checkpoint directory: `file_digests`. Loading checks every file against
+    it (`verify`)."""
+    write_json(Path(directory) / MANIFEST, file_digests(directory))
 
 
 def matches_manifest(path: Path) -> bool:

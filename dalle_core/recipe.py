@@ -242,14 +242,12 @@ def done(run: Run, stage: str) -> bool:
 def _trained_on_another_input(run: Run, stage: str) -> bool:
     """Whether a stage finished on a VAE (decoder) or tokens (transformer) that have changed since: continuing
     its run would export the old result."""
-    finished = (
-        run.out / "runs" / stage / ("tokens.json" if stage == "transformer" else "vae.safetensors")
-    )
-    if stage not in ("decoder", "transformer") or not finished.exists():
-        return False
     if stage == "transformer":
-        return read_json(finished) != _tokens_key(run)
-    return not done(run, stage)
+        trained_on = run.out / "runs" / "transformer" / "tokens.json"
+        return trained_on.exists() and read_json(trained_on) != _tokens_key(run)
+    if stage == "decoder":
+        return (run.out / "runs" / "decoder" / "vae.safetensors").exists() and not done(run, stage)
+    return False
 
 
 def _set_aside(run_dir: Path) -> None:

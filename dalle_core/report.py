@@ -8,7 +8,6 @@ and the top image is judged by the world's evaluator.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -20,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .bars import ships, standing
-from .checkpoint import sha256, write_json
+from .checkpoint import file_digests, write_json
 from .dalle import Dalle
 from .figures import bar_chart, grid, line_chart
 from .judge import judge_image
@@ -139,7 +138,7 @@ def evaluate(
         "seed": seed,
         "results": {},
     }
-    key = {**report, "results": None, "weights": _weights_digest(model.checkpoint)}
+    key = {**report, "results": None, "weights": file_digests(model.checkpoint)}
     earlier = _earlier(partial, key)
     t0 = time.time() - earlier.get("seconds", 0.0)
     for cat in tqdm(categories, desc="eval", dynamic_ncols=True):
@@ -201,12 +200,6 @@ def evaluate(
         report.setdefault("overall", {})[label] = float(np.mean(six)) if len(six) == 6 else None
     report["seconds"] = round(time.time() - t0, 1)
     return report
-
-
-def _weights_digest(checkpoint: Path) -> str:
-    """One SHA-256 over a checkpoint's files, which differs whenever any of its weights or configs do."""
-    files = sorted(p for p in Path(checkpoint).iterdir() if p.suffix in (".json", ".safetensors"))
-    return hashlib.sha256("".join(f"{p.name}:{sha256(p)}" for p in files).encode()).hexdigest()
 
 
 def _earlier(partial: Path | None, key: dict) -> dict:
