@@ -87,10 +87,17 @@ def cmd_eval_vae(a: argparse.Namespace) -> None:
     _use_threads(a.threads)
     checkpoint = a.checkpoint or DEFAULT_CHECKPOINT
     vae = load_model(checkpoint, "vae", DiscreteVAE, VAEConfig).eval()
+    if a.search:
+        if a.search > vae.config.codebook:
+            raise SystemExit(
+                f"error: --search {a.search}: the VAE has {vae.config.codebook} codes to try"
+            )
+        vae.config = replace(vae.config, search=a.search)
     rows, used = vae_report(vae, a.n)
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(
-        a.out / "vae_report.json", {"checkpoint": str(checkpoint), **report_json(rows, used)}
+        a.out / "vae_report.json",
+        {"checkpoint": str(checkpoint), "search": vae.config.search, **report_json(rows, used)},
     )
     markdown = report_markdown(rows, used)
     (a.out / "vae_report.md").write_text(markdown)
@@ -481,6 +488,11 @@ def main(argv: list[str] | None = None) -> None:
         "--checkpoint",
         type=Path,
         help="checkpoint directory with vae.json (default: the shipped assets/checkpoint)",
+    )
+    v.add_argument(
+        "--search",
+        type=positive_int,
+        help="codes the encoder tries per cell (1: its argmax; default: the checkpoint's vae.json)",
     )
     v.add_argument(
         "--threads", type=non_negative_int, default=0, help="CPU threads (default: torch's choice)"

@@ -1,13 +1,13 @@
 """The whole recipe, stage by stage, into one checkpoint directory:
 
-    tokenizer -> vae -> tokens (the VAE's codes of the training pairs) -> decoder -> transformer -> clip
+    tokenizer -> vae -> decoder -> tokens (the VAE's codes of the training pairs) -> transformer -> clip
 
-(`decoder` fine-tunes the VAE's decoder alone on its encoder's exact codes; the encoder and so the
-tokens stay as they are, which is why it may also run beside the transformer.)
+(`decoder` fine-tunes the VAE's decoder alone on its encoder's argmax codes; the tokens come after it,
+since an encoder that searches its codes (`VAEConfig.search`) reads the decoder.)
 
 `dalle train all` runs every stage that is not finished yet; `dalle train <stage>` runs one. On a
 CPU with two or more threads, `train all` trains the scorer (which needs only the tokenizer) in a
-second process on one thread beside the VAE, token and decoder stages, and waits for it before the
+second process on one thread beside the VAE, decoder and token stages, and waits for it before the
 transformer, which gets every thread.
 A finished stage leaves its exported files in the directory; an interrupted one leaves a
 resumable run under `runs/<stage>/` that `--resume` continues.
@@ -59,7 +59,7 @@ from .transformer import (
 )
 from .vae import DiscreteVAE, VAEConfig
 
-STAGES = ("tokenizer", "vae", "tokens", "decoder", "transformer", "clip")
+STAGES = ("tokenizer", "vae", "decoder", "tokens", "transformer", "clip")
 
 
 @dataclass
@@ -149,18 +149,22 @@ PAPER = Recipe(
 # training took f = 8 past 95% faithful; a 1500-step schedule at 96 px ends blobby, see EXPERIMENTS.md);
 # the transformer's size is v1's until learning curves choose another (the model issue); its image tokens run
 # in panel order, so that every second-edition completion comes after what it depends on (`token_order`).
+# Its encoder searches each cell's 4 most likely codes for the closest decoding (`DiscreteVAE.search`): the
+# argmax alone missed the 99% bar on analogy panels (EXPERIMENTS.md).
 SHAPES2 = Recipe(
     image_size=96,
     text_len=40,
+    vae=VAEConfig(code_dim=32, search=4),
     vae_steps=16_000,
     decoder_steps=1000,
     transformer={**Recipe().transformer, "order": "panels"},
 )
-# the tiny recipe on the second edition (`dalle train all --tiny --v2`): its sizes, v2's image, text and order
+# the tiny recipe on the second edition (`dalle train all --tiny --v2`): its sizes, v2's image, text, search and order
 TINY2 = replace(
     TINY,
     image_size=SHAPES2.image_size,
     text_len=SHAPES2.text_len,
+    vae=replace(TINY.vae, search=SHAPES2.vae.search),
     transformer={**TINY.transformer, "order": "panels"},
 )
 PRESETS = {

@@ -115,9 +115,14 @@ def token_cache_is_current(path: Path, key: dict) -> bool:
 
 
 def vae_fingerprint(vae: DiscreteVAE) -> str:
-    """A digest of the encoder's weights: it changes when the tokens would."""
+    """A digest of what the tokens depend on, so it changes when they would: the encoder's weights, and with
+    a search (`VAEConfig.search` > 1) its number of candidates and the decoder's weights."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(vae.encoder.state_dict().items()):
+    weights = vae.encoder.state_dict()
+    if vae.config.search > 1:
+        digest.update(f"search {vae.config.search}".encode())
+        weights |= {f"decoder.{k}": v for k, v in vae.decoder.state_dict().items()}
+    for name, tensor in sorted(weights.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -159,10 +159,11 @@ class VAETask:
         return rec + beta * kl, {"loss": rec.item(), "kl": kl.item(), "tau": tau}
 
     def _decoder_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The reconstruction loss of the exact codes `encode` gives (no noise), for the decoder alone; it logs
-        the loss only, since no temperature or KL term enters it."""
+        """The reconstruction loss of the encoder's argmax codes (no noise), for the decoder alone; it logs
+        the loss only, since no temperature or KL term enters it. (Not `encode`'s search, which would add
+        several decodings to every step.)"""
         with torch.no_grad():
-            tokens = self.model.encode(x)
+            tokens = self.model.encoder(x).argmax(dim=1).flatten(1)
         recon = self.model.decode(tokens).float()
         rec = self._reconstruction(recon, x)
         return rec, {"loss": rec.item()}

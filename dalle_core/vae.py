@@ -25,6 +25,7 @@ class VAEConfig:
     code_dim: int = (
         0  # > 0: logits are scaled cosines to K unit code vectors of this size (0: a linear layer)
     )
+    search: int = 1  # codes `encode` tries per cell: 1 takes the encoder's argmax; k > 1, see `DiscreteVAE.search`
 
     def __post_init__(self):
         levels = self.f.bit_length() - 1
@@ -36,6 +37,10 @@ class VAEConfig:
             )
         if self.image_size % self.f:
             raise ValueError(f"image_size {self.image_size} is not a multiple of f = {self.f}")
+        if not 1 <= self.search <= self.codebook:
+            raise ValueError(
+                f"search must be between 1 and codebook = {self.codebook}, got {self.search}"
+            )
 
     @property
     def grid(self) -> int:
@@ -136,6 +141,15 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.net(self.embed(z.contiguous(memory_format=torch.channels_last))))
 
 
+# the mean squared error (summed over colours) of a cell below which `search` leaves its first code
+SEARCH_FROM = 0.01
+
+
+def _neighbourhoods(errors: torch.Tensor, f: int) -> torch.Tensor:
+    """Pixel errors (B, 1, S, S) -> their mean over each cell's 3 x 3-cell neighbourhood (B, S/f, S/f)."""
+    return F.avg_pool2d(errors, 3 * f, stride=f, padding=f, count_include_pad=False)[:, 0]
+
+
 def gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
     """softmax((logits + g) / tau) over dim 1 with Gumbel(0, 1) noise g, as `F.gumbel_softmax`, whose
     exponential sampler took 3x as long on CPU (a tenth of a dVAE training step): g = -log(-log(u)), u ~ U[0, 1)."""
@@ -163,8 +177,50 @@ class DiscreteVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] (B, 3, S, S) -> tokens (B, h*w), the argmax code of each cell in raster order."""
-        return self.encoder(x).argmax(dim=1).flatten(1)
+        """Images in [0, 1] (B, 3, S, S) -> tokens (B, h*w) in raster order: each cell's argmax code, or with
+        `config.search` > 1 the codes `search` chooses among each cell's most likely ones."""
+        logits = self.encoder(x)  # (B, K, h, w)
+        if self.config.search == 1:
+            return logits.argmax(dim=1).flatten(1)
+        return self.search(x, logits.float().topk(self.config.search, dim=1).indices).flatten(1)
+
+    @torch.no_grad()
+    def search(self, x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Analysis by synthesis: images x (B, 3, S, S) and each cell's candidate codes, most likely first
+        (B, k, h, w) -> a grid of codes (B, h, w) that decodes closer to x. A cell whose first candidate
+        decodes within `SEARCH_FROM` of x keeps it. The others go in nine groups of cells three apart; each
+        group tries every other candidate at once, and a cell keeps the one with the least squared error
+        over its 3 x 3-cell neighbourhood (the decoder's view of a cell barely reaches the next cell of its
+        group)."""
+        f, (h, w) = self.config.f, candidates.shape[2:]
+        tokens = candidates[:, 0].clone()  # (B, h, w)
+        errors = self._squared_errors(tokens, x)  # (B, 1, S, S)
+        searched = F.avg_pool2d(errors, f)[:, 0] > SEARCH_FROM  # (B, h, w)
+        best = _neighbourhoods(errors, f)  # (B, h, w)
+        rows, cols = torch.meshgrid(
+            torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
+        )
+        for group in range(9):
+            cells = searched & ((rows % 3) * 3 + cols % 3 == group)  # (B, h, w)
+            # the images with cells of this group to search
+            images = cells.flatten(1).any(1).nonzero()[:, 0]  # (n,)
+            if len(images) == 0:
+                continue
+            cells, xs, grids, least = cells[images], x[images], tokens[images], best[images]
+            for trial in candidates[images, 1:].unbind(1):  # (n, h, w) each
+                trial = torch.where(cells, trial, grids)
+                trial_errors = _neighbourhoods(self._squared_errors(trial, xs), f)
+                better = cells & (trial_errors < least)
+                grids = torch.where(better, trial, grids)
+                least = torch.where(better, trial_errors, least)
+            tokens[images] = grids
+            best[images] = _neighbourhoods(self._squared_errors(grids, xs), f)  # neighbours' too
+        return tokens
+
+    def _squared_errors(self, grids: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Code grids (B, h, w) -> the squared error of their decoding against x, summed over colours
+        (B, 1, S, S)."""
+        return (self.decode(grids.flatten(1)).float() - x.float()).square().sum(1, keepdim=True)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, h*w) -> images in [0, 1] (B, 3, S, S); the top rows of grids (B, rows, w) -> the top

@@ -142,8 +142,8 @@ def test_kill_minus_9_at_every_stage_then_resume(tmp_path):
         "tokenizer.json",
         "runs/vae/latest",
         "vae.safetensors",
-        "runs/tokens.json",
         "runs/decoder/vae.safetensors",
+        "runs/tokens.json",
         "runs/transformer/latest",
         "transformer.safetensors",
     ]

@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from dalle_core.train_transformer import (
     TransformerRecipe,
     TransformerTask,
     precompute_tokens,
+    vae_fingerprint,
 )
 from dalle_core.training import TrainArgs, train
 from dalle_core.transformer import DalleTransformer, TransformerConfig
@@ -135,6 +137,24 @@ def test_a_stale_token_cache_is_rebuilt_when_its_tokenizer_vae_or_data_change(tm
     assert _cache(path, ImageFolder(folder, 32), vae, other_tok) == stamp
     (folder / "2.txt").write_text("a changed caption\n")  # an edited file of the same folder
     assert _cache(path, ImageFolder(folder, 32), vae, other_tok) != stamp
+
+
+def test_the_vae_fingerprint_follows_what_the_tokens_depend_on():
+    torch.manual_seed(0)
+    vae = DiscreteVAE(VAEConfig(image_size=32, f=8, codebook=16, widths=(8, 8, 8, 8))).eval()
+    argmax = vae_fingerprint(vae)
+    with torch.no_grad():  # the argmax does not read the decoder
+        vae.decoder.net[-1].weight.add_(0.01)
+    assert vae_fingerprint(vae) == argmax
+    vae.config = replace(vae.config, search=4)  # a search decodes its candidates
+    searched = vae_fingerprint(vae)
+    assert searched != argmax
+    with torch.no_grad():
+        vae.decoder.net[-1].weight.add_(0.01)
+    four = vae_fingerprint(vae)
+    assert four != searched
+    vae.config = replace(vae.config, search=8)  # more candidates, the same weights
+    assert vae_fingerprint(vae) != four
 
 
 def test_the_transformer_refuses_a_token_cache_of_another_vae_or_tokenizer(tmp_path):

@@ -67,6 +67,37 @@ def test_encoding_is_deterministic():
     assert torch.equal(m.encode(x), m.encode(x))
 
 
+def test_search_keeps_codes_that_decode_to_the_image_exactly():
+    torch.manual_seed(0)
+    m = DiscreteVAE(TINY).eval()
+    exact, other = torch.randint(0, 32, (2, 4, 8, 8))  # (4, 8, 8) each
+    with torch.no_grad():
+        x = m.decode(exact.flatten(1))
+    assert torch.equal(m.search(x, torch.stack([exact, other], 1)), exact)
+
+
+def test_search_finds_most_codes_an_image_was_decoded_from():
+    torch.manual_seed(0)
+    m = DiscreteVAE(TINY).eval()
+    exact, wrong = torch.randint(0, 32, (2, 4, 8, 8))
+    with torch.no_grad():
+        x = m.decode(exact.flatten(1))
+        found = m.search(x, torch.stack([wrong, exact], 1))  # the wrong codes first
+        error = (m.decode(found.flatten(1)) - x).square().mean()
+        before = (m.decode(wrong.flatten(1)) - x).square().mean()
+    assert (found == exact).float().mean() > 0.8  # some random codes decode alike
+    assert error < before / 5
+
+
+def test_encode_with_search_picks_among_each_cells_most_likely_codes():
+    m = DiscreteVAE(replace(TINY, search=3)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    top3 = m.encoder(x).topk(3, dim=1).indices.flatten(2)  # (2, 3, 64)
+    tokens = m.encode(x)  # (2, 64)
+    assert (tokens[:, None] == top3).any(1).all()
+    assert torch.equal(tokens, m.encode(x))  # deterministic
+
+
 def test_edge_mask_marks_colour_boundaries_only():
     x = torch.zeros(1, 3, 16, 16)
     x[:, 0, 4:10, 4:10] = 1.0  # a red 6 x 6 square on black
@@ -85,6 +116,8 @@ def test_config_checks():
         VAEConfig(f=6)
     with pytest.raises(ValueError, match="widths"):
         VAEConfig(f=8, widths=(8, 8))
+    with pytest.raises(ValueError, match="search must be between 1 and codebook = 32"):
+        replace(TINY, search=0)
 
 
 def _args(out, **kw):

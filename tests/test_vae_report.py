@@ -57,6 +57,25 @@ def test_the_command_reports_the_shipped_vae(tmp_path: Path, capsys):
     assert np.isclose(report["bar"], 0.99)
 
 
+def test_a_search_among_four_codes_reads_more_of_the_shipped_vaes_images_right(tmp_path: Path):
+    """The shipped (first-edition) VAE on second-edition pairs at 64 px, where its argmax misses often enough
+    to count: the search (`--search 4`) misses fewer pair halves and decodes closer to the originals."""
+    reports = {}
+    for search in (1, 4):
+        out = tmp_path / str(search)
+        dalle(
+            ["eval-vae", "--n", "60", "--out", str(out), "--search", str(search), "--threads", "1"]
+        )
+        reports[search] = json.loads((out / "vae_report.json").read_text())
+        assert reports[search]["search"] == search
+    argmax, searched = (
+        next(row for row in reports[s]["kinds"] if row["kind"] == "pair") for s in (1, 4)
+    )
+    assert searched["faithful"] > argmax["faithful"] and searched["psnr"] > argmax["psnr"] + 1
+    with pytest.raises(SystemExit, match="--search 600: the VAE has 512 codes to try"):
+        dalle(["eval-vae", "--n", "1", "--out", str(tmp_path), "--search", "600"])
+
+
 def test_an_untrained_vae_misses_every_image_and_the_figure_shows_the_first_of_each_kind():
     torch.manual_seed(0)
     vae = DiscreteVAE(VAEConfig(image_size=96, widths=(8, 8, 8, 8), codebook=16)).eval()
