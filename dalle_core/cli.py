@@ -88,11 +88,12 @@ def cmd_eval_vae(a: argparse.Namespace) -> None:
     checkpoint = a.checkpoint or DEFAULT_CHECKPOINT
     vae = load_model(checkpoint, "vae", DiscreteVAE, VAEConfig).eval()
     if a.search:
-        if a.search > vae.config.codebook:
+        try:  # VAEConfig checks the range (--search is already >= 1)
+            vae.config = replace(vae.config, search=a.search)
+        except ValueError:
             raise SystemExit(
                 f"error: --search {a.search}: the VAE has {vae.config.codebook} codes to try"
-            )
-        vae.config = replace(vae.config, search=a.search)
+            ) from None
     rows, used = vae_report(vae, a.n)
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(
