@@ -47,6 +47,9 @@ EDITOR_HEIGHT = (
 )  # the editor fits an image into its canvas less 30 px a side: 256 px fit at 100%
 BRUSH_COLOR = "#ff00c8"
 MODEL_CONCURRENCY = 16  # app runs at the scheduler at once
+# Gradio copies every image it serves into its cache folder: every hour, it deletes this app's copies that are a
+# day old (and all of them when the server shuts down), so a server left running does not fill the disk
+CACHE_EXPIRY = (3600, 86400)
 GENERATE, COMPLETE = "Generate", "Complete"
 GENERATING, COMPLETING = "Generating…", "Completing…"
 # Gradio 6 takes CSS in launch() / mount_gradio_app(): `demo.server` passes this on. The model's 64 px images
@@ -142,7 +145,9 @@ def build_demo(scheduler: Scheduler, max_candidates: int = MAX_CANDIDATES) -> gr
         "concurrency_limit": MODEL_CONCURRENCY,
     }  # app runs at the scheduler at once (it samples them together); more wait in Gradio's queue
     quiet = {"show_progress": "hidden"}  # no progress overlays: a status line says what is going on
-    with gr.Blocks(title="Laptop DALL·E", analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title="Laptop DALL·E", analytics_enabled=False, delete_cache=CACHE_EXPIRY
+    ) as demo:
         gr.Markdown(
             f"# Laptop DALL·E\nA small text-to-image model that runs on a laptop CPU: it draws "
             f"{model.image_size}x{model.image_size} px scenes of flat shapes from a description, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from conftest import LiveServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from demo.app import CACHE_EXPIRY
 
 SCENE = (
     Path(__file__).resolve().parent.parent / "assets" / "examples" / "scene-38.png"
@@ -242,3 +245,38 @@ def test_crop_box_frames_the_square_the_model_keeps():
         256,
         320,
     )  # only what is shown is resampled
+
+
+def cached_files(app) -> set[Path]:
+    """The files the Gradio app mounted in `app` has put in Gradio's cache folder."""
+    (blocks,) = [
+        r.app.get_blocks() for r in app.routes if hasattr(getattr(r, "app", None), "get_blocks")
+    ]
+    return {Path(f) for files in blocks.temp_file_sets for f in files}
+
+
+def test_the_server_deletes_the_images_it_cached(demo_model, monkeypatch):
+    """Gradio copies every image it serves into its cache folder; the app has it delete old ones as it runs and
+    the rest when the server stops, so a server left running does not fill the disk (the few the page itself
+    shows, such as the editor's examples, stay)."""
+    import demo.app
+    from demo.server import create_app
+
+    assert CACHE_EXPIRY == (3600, 86400)  # the app's: every hour, the copies a day old
+    monkeypatch.setattr(demo.app, "CACHE_EXPIRY", (1, 5))  # every second, 5 s old
+    app = create_app(demo_model, max_candidates=4)
+    with LiveServer(app) as server:
+        client = Client(server.url, verbose=False, analytics_enabled=False)
+        page = cached_files(app)
+        client.predict("a red circle", *SETTINGS, api_name="/generate")
+        first = cached_files(app) - page
+        assert first and all(f.is_file() for f in first)
+        deadline = time.monotonic() + 30
+        while any(f.exists() for f in first) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(f.exists() for f in first)  # deleted while the server runs
+        client.predict("a blue square", *SETTINGS, api_name="/generate")
+        second = cached_files(app) - page
+        assert second
+        client.close()
+    assert not any(f.exists() for f in second)  # deleted when it stops
