@@ -86,6 +86,22 @@ def goal_row(goal: str, figure: float, target: str, unit: str = "") -> dict:
     }
 
 
+def sizes_of(text: str) -> list[tuple[int, int]]:
+    """ "4x192,8x256" -> [(4, 192), (8, 256)]: transformer sizes as layers x width."""
+    return [tuple(int(v) for v in size.split("x")) for size in text.split(",")]
+
+
+def transformer_size(layers: int, width: int) -> dict:
+    """`v2_checkpoint`'s transformer at a size: heads of 32 channels, every layer causal, as
+    `dalle train --transformer-layers --transformer-width` makes it."""
+    return {
+        "n_layer": layers,
+        "n_head": width // 32,
+        "n_embd": width,
+        "attn_masks": ("causal",) * layers,
+    }
+
+
 def v2_checkpoint(directory: str | Path, transformer: dict | None = None) -> Path:
     """A random-weight checkpoint of the v2 recipe's design (`dalle train --v2`: a 12 x 12 grid at 96 px, 40 text
     tokens) at the shipped widths and depths (or the transformer's `n_layer`, `n_head`, `n_embd` given), with the

@@ -1,14 +1,15 @@
 """Latency of the app's default request and the server's memory, measured on a real demo server, at the shipped
-size and at the v2 size (a random-weight checkpoint of the same design with a 12 x 12 grid at 96 px).
+size and at the v2 size (a random-weight checkpoint of the same design with a 12 x 12 grid at 96 px; by default at
+the shipped transformer's 4 layers x 192, or at each of `--v2-sizes`).
 
-Usage: python benchmarks/latency.py [--threads 2] [--repeat 5]
+Usage: python benchmarks/latency.py [--threads 2] [--repeat 5] [--v2-sizes 4x192,8x256]
 
 1. The default request (16 candidates, the best 4 shown, top-k 64, guidance 3): time to the first
    streamed preview and to the final ranked grid, through `Dalle.generate_stream` in this process,
    and end to end through the Gradio API of a `python -m demo` server on loopback (gradio_client).
 2. Memory: resident set size (VmRSS) of the shipped model's server idle, and its peak (VmHWM) after serving
    requests of 64 candidates.
-3. Issue 27's latency goals: the final grid through the server within 1 s (shipped) and 2 s (v2).
+3. The latency goals (issues 27 and 30): the final grid through the server within 1 s (shipped) and 2 s (v2).
 """
 
 import argparse
@@ -22,13 +23,13 @@ import time
 from pathlib import Path
 
 import torch
-from common import goal_row, median_seconds, record, v2_checkpoint
+from common import goal_row, median_seconds, record, sizes_of, transformer_size, v2_checkpoint
 
 from dalle_core import DEFAULT_CHECKPOINT, Dalle
 
 PROMPT = "two red circles above a blue square"
 DEFAULT = {"n": 4, "candidates": 16, "temperature": 1.0, "top_k": 64, "top_p": 1.0, "guidance": 3.0}
-TARGETS = {"shipped": 1.0, "v2": 2.0}  # seconds to the final grid through the server
+TARGETS = {"shipped": 1.0, "v2": 2.0}  # seconds to the final grid through the server, by edition
 
 
 def first_and_final(stream) -> tuple[float, float]:
@@ -157,11 +158,23 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument(
+        "--v2-sizes",
+        type=sizes_of,
+        default=sizes_of("4x192"),
+        help="transformer sizes at the v2 grid",
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     rows, goals, memory = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for size, checkpoint in (("shipped", DEFAULT_CHECKPOINT), ("v2", v2_checkpoint(tmp))):
+        checkpoints = {"shipped": DEFAULT_CHECKPOINT} | {
+            f"v2 {layers}x{width}": v2_checkpoint(
+                f"{tmp}/{layers}x{width}", transformer_size(layers, width)
+            )
+            for layers, width in a.v2_sizes
+        }
+        for size, checkpoint in checkpoints.items():
             rows += in_process(checkpoint, size, a.repeat)
             print(*rows[-2:], sep="\n")
             row, mem = through_server(checkpoint, size, a.threads, a.repeat)
@@ -170,9 +183,9 @@ def main() -> None:
             memory = memory or mem  # the shipped model's
             goals.append(
                 goal_row(
-                    f"final grid through the server, {size} size",
+                    f"final grid through the server, {size}",
                     row["final_grid_s"],
-                    f"<= {TARGETS[size]:g}",
+                    f"<= {TARGETS[size.split()[0]]:g}",
                     " s",
                 )
             )
@@ -181,9 +194,9 @@ def main() -> None:
         rows,
         f"The app's default request ({DEFAULT['candidates']} candidates, top-k 64, guidance 3, best 4 shown), "
         f"prompt {PROMPT!r}, medians of {a.repeat} after 2 warm-ups, on the shipped checkpoint and on a "
-        "random-weight one of the same design with a 12x12 grid at 96 px (v2). The Gradio path includes the "
-        "queue, PNG encoding and the HTTP/SSE round trip (the client receives image URLs and does not download "
-        "them).",
+        "random-weight one of the same design with a 12x12 grid at 96 px (v2, at each transformer size: layers x "
+        "width). The Gradio path includes the queue, PNG encoding and the HTTP/SSE round trip (the client "
+        "receives image URLs and does not download them).",
     )
     record(
         f"memory-{a.threads}-threads",
@@ -194,7 +207,7 @@ def main() -> None:
     record(
         f"latency_goals-{a.threads}-threads",
         goals,
-        "Issue 27's latency goals, from the `latency` table of this run and thread count.",
+        "The latency goals (issues 27 and 30), from the `latency` table of this run and thread count.",
     )
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import torch
-from common import interleaved_medians, record, v2_checkpoint
+from common import interleaved_medians, record, sizes_of, transformer_size, v2_checkpoint
 
 from dalle_core import Dalle
 from dalle_core.device import autocast, bf16_supported
@@ -27,11 +27,6 @@ from dalle_core.transformer import DalleTransformer
 
 PROMPT = "two red circles above a blue square"
 DEFAULT = {"n": 4, "candidates": 16, "temperature": 1.0, "top_k": 64, "top_p": 1.0, "guidance": 3.0}
-
-
-def sizes_of(text: str) -> list[tuple[int, int]]:
-    """ "4x192,8x256" -> [(4, 192), (8, 256)]."""
-    return [tuple(int(v) for v in size.split("x")) for size in text.split(",")]
 
 
 def step_seconds(model: torch.nn.Module, batch: int, steps: int, bf16: bool) -> float:
@@ -67,15 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = {
             f"{layers}x{width}": Dalle(
-                v2_checkpoint(
-                    f"{tmp}/{layers}x{width}",
-                    {
-                        "n_layer": layers,
-                        "n_head": width // 32,
-                        "n_embd": width,
-                        "attn_masks": ("causal",) * layers,
-                    },
-                ),
+                v2_checkpoint(f"{tmp}/{layers}x{width}", transformer_size(layers, width)),
                 device="cpu",
             )
             for layers, width in a.sizes

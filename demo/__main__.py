@@ -70,6 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where to run the model (default: %(default)s: cuda if available)",
     )
     parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=default_threads(),
+        metavar="N",
+        help="CPU threads for the model (default: $OMP_NUM_THREADS if set, else every core but one, which the "
+        "server's own work needs: %(default)s here)",
+    )
+    parser.add_argument(
         "--max-candidates",
         type=_candidates,
         default=MAX_CANDIDATES,
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
     # imported here, so that --help and argument errors answer at once
+    import torch
     import uvicorn
 
     from dalle_core import Dalle
@@ -115,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         model = Dalle(args.checkpoint, args.device)
     except CheckpointError as e:
         sys.exit(f"dalle-demo: {e}")
+    torch.set_num_threads(args.threads)
+    print(f"Model: {args.checkpoint} on {model.device}, {args.threads} CPU thread(s)", flush=True)
     options = dict(
         api_key=args.api_key,
         auth=args.auth,
@@ -148,6 +159,17 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
+def default_threads() -> int:
+    """The model's CPU threads unless told: $OMP_NUM_THREADS if set, else every core this process may use but one.
+    The server's own work (Gradio's events, PNG encoding, HTTP) needs a core: on a 2-core machine, one sampling
+    thread served the app's default request faster than two (benchmarks/README.md)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
+
+
 def exposure_warnings(
     host: str, share: bool, auth: tuple[str, str] | None, api_key: str | None
 ) -> list[str]:
@@ -165,6 +187,13 @@ def exposure_warnings(
             "--share without --api-key: anyone with the public link can use the /v1 API"
         )
     return warnings
+
+
+def _threads(text: str) -> int:
+    """A --threads value: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _is_loopback(host: str) -> bool:

@@ -11,7 +11,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -370,6 +374,55 @@ def test_command_line_options_and_warnings():
         len(exposure_warnings("127.0.0.1", True, None, None)) == 2
     )  # sharing without --auth, --api-key
     assert exposure_warnings("127.0.0.1", True, ("me", "pw"), "key") == []
+
+
+def test_the_model_threads_leave_a_core_to_the_server(monkeypatch):
+    """`--threads`: $OMP_NUM_THREADS if set, else every core but one (at least one), which the server's own work
+    needs; a bad value is refused."""
+    from demo.__main__ import parse_args
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert parse_args([]).threads == max(1, len(os.sched_getaffinity(0)) - 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert parse_args([]).threads == 3
+    assert parse_args(["--threads", "2"]).threads == 2
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--threads", bad])
+
+
+def test_the_demo_command_serves_with_the_threads_asked_for(demo_checkpoint: Path):
+    """`python -m demo` itself: it says where the model runs and on how many threads, then serves the app and
+    the API."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "demo", "--port", str(port), "--threads", "1"]
+    server = subprocess.Popen(
+        [*command, "--checkpoint", str(demo_checkpoint), "--device", "cpu"],
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        said = [server.stdout.readline() for _ in range(3)]
+        assert said[0] == f"Model: {demo_checkpoint} on cpu, 1 CPU thread(s)\n"
+        assert said[1] == f"App: http://127.0.0.1:{port}/\n"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+        assert page.status_code == 200 and "Laptop DALL" in page.text
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models")
+        assert models.status_code == 200, models.text
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_the_key_is_checked_before_the_body_is_read(demo_server: LiveServer):
